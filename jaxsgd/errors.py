@@ -1,0 +1,54 @@
+"""The one exception type jaxsgd raises for bad user input."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+    """A user-supplied value is invalid. The message names the field, the value and what is allowed."""
+
+
+def suggest(name: str, allowed: Iterable[str]) -> str:
+    """A ' Did you mean ...?' hint for a misspelled option name ('' when nothing is close)."""
+    close = difflib.get_close_matches(str(name), list(allowed), n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def unknown(field: str, value: object, allowed: Iterable[str]) -> ConfigError:
+    """The error for an option name that is not one of `allowed`."""
+    allowed = sorted(allowed)
+    return ConfigError(
+        f"{field}={value!r} is not known; allowed: {', '.join(allowed)}.{suggest(str(value), allowed)}"
+    )
+
+
+def require(ok: bool, field: str, value: object, allowed: str) -> None:
+    """Raise ConfigError naming `field` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{field}={value!r} is invalid: {allowed}.")
+
+
+def positive(field: str, value: object) -> float:
+    """`value` as a float, checked finite and > 0."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field}={value!r} is invalid: must be a positive number.") from None
+    require(v > 0 and v < float("inf"), field, value, "must be a finite number > 0")
+    return v
+
+
+def positive_int(field: str, value: object, minimum: int = 1) -> int:
+    """`value` as an int, checked >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        hasattr(value, "__index__")
+    ):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(f"{field}={value!r} is invalid: must be an integer >= {minimum}.")
+    v = int(value)  # type: ignore[arg-type]
+    require(v >= minimum, field, value, f"must be an integer >= {minimum}")
+    return v

@@ -1,0 +1,312 @@
+"""The timeline: which worker's gradient arrives when, and at what staleness (SPEC §2).
+
+Timing never depends on the model, so it is computed apart from the optimisation. Each variant is a
+per-replica `step` that advances the event state by one parameter-server update; replicas are
+vmapped and updates scanned, in chunks along the updates so memory stays bounded.
+
+Randomness convention (the same for every variant): worker i's n-th started job (counting jobs that
+are later cancelled) takes `speeds[i] * X` where X is drawn from the key
+`fold_in(fold_in(fold_in(key(seed), replica), 0), i)` folded with n. So replica r is the same
+whatever the replica count, chunk size or device count, and a table of compute times
+`compute_times[r, i, n]` can drive the same code (`from_compute_times`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .delays import DelayLaw
+from .delays import speeds as speed_pattern
+from .errors import ConfigError, positive_int
+from .variants import Setting, resolve
+
+__all__ = ["Timeline", "TimelineState", "Event", "timeline", "from_compute_times", "STEPS"]
+
+
+class TimelineState(NamedTuple):
+    """Event state of one replica."""
+
+    finish: jax.Array  # (P,) float: when each worker's current job finishes
+    version: jax.Array  # (P,) int32: the model version each worker's current job started on
+    count: jax.Array  # (P,) int32: jobs started so far by each worker
+    clock: jax.Array  # () float: t_j, time of the last update
+    update: jax.Array  # () int32: j, updates applied so far
+
+
+class Event(NamedTuple):
+    """One parameter-server update of one replica."""
+
+    time: jax.Array  # () float: wall-clock time the update is applied
+    worker: jax.Array  # (K,) int32: worker of each gradient, in arrival order
+    staleness: jax.Array  # (K,) int32: j - tau(l, j)
+
+
+class Timeline(NamedTuple):
+    """Timelines of many replicas; index j is the (j+1)-th update, which produces w_{j+1}."""
+
+    time: np.ndarray  # (replicas, updates) float: t_{j+1}
+    worker: np.ndarray  # (replicas, updates, K) int32
+    staleness: np.ndarray  # (replicas, updates, K) int32
+
+    @property
+    def time_per_update(self) -> float:
+        """Mean over replicas of t_J / J (SPEC §8)."""
+        return float(np.mean(self.time[:, -1]) / self.time.shape[1])
+
+    @property
+    def staleness_mean(self) -> float:
+        return float(np.mean(self.staleness))
+
+    @property
+    def fresh_fraction(self) -> float:
+        return float(np.mean(self.staleness == 0))
+
+
+# A draw function maps (source, workers (n,), counts (n,)) to compute times (n,).
+Draw = Callable[[object, jax.Array, jax.Array], jax.Array]
+
+
+def _argmin_first(x: jax.Array) -> jax.Array:
+    """Index of the smallest entry, the lowest index on ties."""
+    return jnp.argmin(x).astype(jnp.int32)
+
+
+def _smallest_k(x: jax.Array, K: int) -> tuple[jax.Array, jax.Array]:
+    """The K smallest entries ascending and their indices (ties: lower index first)."""
+    neg, idx = lax.top_k(-x, K)
+    return -neg, idx.astype(jnp.int32)
+
+
+def _restart_all(state: TimelineState, src, draw: Draw) -> tuple[jax.Array, jax.Array]:
+    """Every worker starts a job at the current clock: returns (finish, count)."""
+    P = state.finish.shape[0]
+    finish = state.clock + draw(src, jnp.arange(P, dtype=jnp.int32), state.count)
+    return finish, state.count + 1
+
+
+def _k_sync(state: TimelineState, src, K: int, draw: Draw):
+    finish, count = _restart_all(state, src, draw)
+    times, idx = _smallest_k(finish, K)
+    t = times[K - 1]
+    new = state._replace(finish=finish, count=count, clock=t, update=state.update + 1)
+    return new, Event(t, idx, jnp.zeros(K, jnp.int32))
+
+
+def _k_batch_sync(state: TimelineState, src, K: int, draw: Draw):
+    finish, count = _restart_all(state, src, draw)
+
+    def arrival(l, carry):  # the first K-1 arrivals restart on the same w_j
+        finish, count, workers = carry
+        i = _argmin_first(finish)
+        x = draw(src, i[None], count[i][None])[0]
+        return finish.at[i].add(x), count.at[i].add(1), workers.at[l].set(i)
+
+    workers = jnp.zeros(K, jnp.int32)
+    finish, count, workers = lax.fori_loop(0, K - 1, arrival, (finish, count, workers))
+    i = _argmin_first(finish)  # the K-th arrival triggers the update; in-flight work is cancelled
+    t = finish[i]
+    workers = workers.at[K - 1].set(i)
+    new = state._replace(finish=finish, count=count, clock=t, update=state.update + 1)
+    return new, Event(t, workers, jnp.zeros(K, jnp.int32))
+
+
+def _k_async(state: TimelineState, src, K: int, draw: Draw):
+    times, idx = _smallest_k(state.finish, K)  # K distinct workers: pushers wait, so each pushes once
+    t = times[K - 1]
+    staleness = state.update - state.version[idx]
+    x = draw(src, idx, state.count[idx])
+    new = TimelineState(
+        finish=state.finish.at[idx].set(t + x),
+        version=state.version.at[idx].set(state.update + 1),
+        count=state.count.at[idx].add(1),
+        clock=t,
+        update=state.update + 1,
+    )
+    return new, Event(t, idx, staleness)
+
+
+def _k_batch_async(state: TimelineState, src, K: int, draw: Draw):
+    def arrival(l, carry):
+        finish, version, count, workers, staleness, _ = carry
+        i = _argmin_first(finish)
+        t = finish[i]
+        x = draw(src, i[None], count[i][None])[0]
+        pulled = state.update + (l == K - 1).astype(jnp.int32)  # the K-th pusher pulls w_{j+1}
+        return (
+            finish.at[i].set(t + x),
+            version.at[i].set(pulled),
+            count.at[i].add(1),
+            workers.at[l].set(i),
+            staleness.at[l].set(state.update - version[i]),
+            t,
+        )
+
+    zeros = jnp.zeros(K, jnp.int32)
+    init = (state.finish, state.version, state.count, zeros, zeros, state.clock)
+    finish, version, count, workers, staleness, t = lax.fori_loop(0, K, arrival, init)
+    new = TimelineState(finish, version, count, t, state.update + 1)
+    return new, Event(t, workers, staleness)
+
+
+#: Per-replica step of each canonical variant: (state, source, K, draw) -> (state, Event).
+STEPS: dict[str, Callable] = {
+    "k_sync": _k_sync,
+    "k_batch_sync": _k_batch_sync,
+    "k_async": _k_async,
+    "k_batch_async": _k_batch_async,
+}
+
+
+def init_state(setting: Setting, src, draw: Draw, dtype=None) -> TimelineState:
+    """State at time 0 of one replica. Async variants start every worker on w_0 at time 0."""
+    P = setting.P
+    dtype = dtype or jnp.zeros(()).dtype
+    zeros_i = jnp.zeros(P, jnp.int32)
+    if setting.stale:
+        finish = draw(src, jnp.arange(P, dtype=jnp.int32), zeros_i).astype(dtype)
+        count = zeros_i + 1
+    else:
+        finish, count = jnp.zeros(P, dtype), zeros_i
+    return TimelineState(finish, zeros_i, count, jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
+
+
+# ---------------------------------------------------------------------------- random source
+
+
+class RandomSource(NamedTuple):
+    """Per-replica source of compute times: one key per worker, and the speed factors."""
+
+    keys: jax.Array  # (P,) typed keys
+    speeds: jax.Array  # (P,) float
+
+
+@functools.lru_cache(maxsize=64)
+def random_draw(delay: DelayLaw) -> Draw:
+    """The draw function of `delay`: worker i's n-th job takes speeds[i] * X(fold_in(key_i, n))."""
+
+    def draw(src: RandomSource, workers, counts):
+        keys = jax.vmap(jax.random.fold_in)(src.keys[workers], counts)
+        x = jax.vmap(lambda k: delay.sample(k))(keys)
+        return x * src.speeds[workers]
+
+    return draw
+
+
+def replica_key(seed: int | jax.Array, replica: jax.Array) -> jax.Array:
+    """The key of one replica: fold_in(key(seed), replica)."""
+    base = seed if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) else jax.random.key(seed)
+    return jax.random.fold_in(base, replica)
+
+
+def random_source(rkey: jax.Array, P: int, speeds: jax.Array | None) -> RandomSource:
+    """Source of one replica from its key (stream 0 of the replica is the timeline's)."""
+    tkey = jax.random.fold_in(rkey, 0)
+    keys = jax.vmap(lambda i: jax.random.fold_in(tkey, i))(jnp.arange(P, dtype=jnp.uint32))
+    s = jnp.ones(P) if speeds is None else jnp.asarray(speeds, jnp.zeros(()).dtype)
+    return RandomSource(keys, s)
+
+
+def table_draw(table: jax.Array, workers, counts):
+    """Draw function over a table of compute times (P, N) of one replica."""
+    return table[workers, counts]
+
+
+# ---------------------------------------------------------------------------- runners
+
+
+def default_chunk(replicas: int, K: int, budget_bytes: int = 64 << 20) -> int:
+    """Updates per chunk so one chunk's outputs stay within `budget_bytes`."""
+    per_update = replicas * (1 + 2 * K) * 4
+    return int(max(1, min(4096, budget_bytes // max(per_update, 1))))
+
+
+@functools.partial(jax.jit, static_argnames=("setting", "draw", "length"))
+def _scan_chunk(state: TimelineState, src, setting: Setting, draw: Draw, length: int):
+    step = STEPS[setting.variant]
+
+    def one_replica(state, src):
+        return lax.scan(lambda s, _: step(s, src, setting.K, draw), state, None, length=length)
+
+    return jax.vmap(one_replica)(state, src)
+
+
+@functools.partial(jax.jit, static_argnames=("setting", "draw"))
+def _init(src, setting: Setting, draw: Draw):
+    return jax.vmap(lambda s: init_state(setting, s, draw))(src)
+
+
+def _run(setting: Setting, src, draw: Draw, updates: int, chunk: int | None, replicas: int) -> tuple[Timeline, TimelineState]:
+    K = setting.K
+    chunk = chunk or default_chunk(replicas, K)
+    state = _init(src, setting, draw)
+    dtype = state.clock.dtype
+    time = np.empty((replicas, updates), dtype)
+    worker = np.empty((replicas, updates, K), np.int32)
+    staleness = np.empty((replicas, updates, K), np.int32)
+    done = 0
+    while done < updates:
+        n = min(chunk, updates - done)
+        state, ev = _scan_chunk(state, src, setting, draw, n)
+        time[:, done : done + n] = np.asarray(ev.time)
+        worker[:, done : done + n] = np.asarray(ev.worker)
+        staleness[:, done : done + n] = np.asarray(ev.staleness)
+        done += n
+    return Timeline(time, worker, staleness), state
+
+
+def timeline(
+    variant: str,
+    P: int,
+    K: int | None = None,
+    delay: DelayLaw | None = None,
+    updates: int = 1000,
+    replicas: int = 1,
+    seed: int = 0,
+    speeds=None,
+    chunk: int | None = None,
+) -> Timeline:
+    """Simulate the timelines of `replicas` independent runs of `variant` for `updates` updates.
+
+    Returns a Timeline of NumPy arrays: time (replicas, updates), worker and staleness
+    (replicas, updates, K). `speeds` is None, a pattern name ('sqrt', 'linear', ...) or P factors.
+    """
+    setting = resolve(variant, P, K)
+    if not isinstance(delay, DelayLaw):
+        raise ConfigError(f"delay={delay!r} is invalid: must be a jaxsgd.delays law, e.g. Exponential(rate=1.0).")
+    updates = positive_int("updates", updates)
+    replicas = positive_int("replicas", replicas)
+    if chunk is not None:
+        chunk = positive_int("chunk", chunk)
+    s = speed_pattern(speeds, setting.P)
+    src = jax.jit(
+        jax.vmap(lambda r: random_source(replica_key(seed, r), setting.P, s)), static_argnums=()
+    )(jnp.arange(replicas, dtype=jnp.uint32))
+    tl, _ = _run(setting, src, random_draw(delay), updates, chunk, replicas)
+    return tl
+
+
+def from_compute_times(
+    variant: str, P: int, K: int | None, compute_times, updates: int, chunk: int | None = None
+) -> Timeline:
+    """Timelines driven by given compute times: compute_times[r, i, n] is worker i's n-th job in replica r.
+
+    Raises ConfigError if some worker needs more jobs than the table holds.
+    """
+    setting = resolve(variant, P, K)
+    table = jnp.asarray(compute_times)
+    if table.ndim != 3 or table.shape[1] != setting.P:
+        raise ConfigError(f"compute_times has shape {table.shape}: must be (replicas, P={setting.P}, jobs).")
+    tl, state = _run(setting, table, table_draw, updates, chunk, table.shape[0])
+    if int(np.max(np.asarray(state.count))) > table.shape[2]:
+        raise ConfigError(
+            f"compute_times holds {table.shape[2]} jobs per worker but a worker needed "
+            f"{int(np.max(np.asarray(state.count)))}: give a longer table."
+        )
+    return tl
