@@ -1,0 +1,314 @@
+"""The engine: stale-gradient SGD at the parameter server for many replicas in one jitted scan.
+
+Per replica, the timeline step says which K gradients update j applies and at what staleness; the
+dynamics evaluate each gradient at the model version the worker pulled (kept per worker, so memory
+is O(P x dim), never a history of versions) and apply them through an optax optimizer. Replicas and
+a grid of learning-rate parameters are vmapped; updates are scanned in chunks, and replicas are
+sharded across the local devices.
+
+Keys: replica r uses fold_in(key(seed), r); stream 0 of it drives the timeline, stream 1 the
+gradient noise (update j draws from fold_in(stream 1, j)), so a replica's numbers do not depend on
+the replica count, chunk size, device count or the learning-rate grid around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time as _time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as PS
+
+from .delays import DelayLaw
+from .delays import speeds as speed_pattern
+from .errors import ConfigError, positive_int, require
+from .lr import Constant, Optimizer, Rule
+from .problems.base import Problem
+from .results import Records, Result
+from .timeline import STEPS, RandomSource, TimelineState, init_state, random_draw, random_source, replica_key
+from .variants import Setting, resolve
+
+__all__ = ["simulate", "Static"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """Everything that fixes shapes or code: changing any of it recompiles."""
+
+    setting: Setting
+    delay: DelayLaw
+    problem: Problem
+    rule: Rule  # structure only (grid axes reduced to their first value)
+    optimizer: Optimizer
+    batch_size: int
+    record_every: int
+
+
+class Dynamics(NamedTuple):
+    """Optimisation state of one replica at one grid point."""
+
+    w: jax.Array  # (dim,) the server's model w_j
+    pulled: jax.Array  # (P, dim) the model each worker computes on; (0, dim) for staleness-free variants
+    opt_state: Any  # optax state
+
+
+class Carry(NamedTuple):
+    """Scan state of one replica."""
+
+    timeline: TimelineState
+    dynamics: Dynamics  # leaves with a leading grid axis (G, ...)
+    staleness_sum: jax.Array  # () float: sum of the staleness of all gradients applied
+    fresh: jax.Array  # () int32: number of fresh gradients applied
+
+
+class Record(NamedTuple):
+    """What is kept every `record_every` updates, per replica."""
+
+    time: jax.Array  # () t_j
+    staleness: jax.Array  # () mean staleness of the gradients applied since the last record
+    error: jax.Array  # (G,) F(w_j) - F*
+    accuracy: jax.Array  # (G,) test accuracy (NaN where the problem has no test split)
+
+
+def _optimizer(static: Static, params: dict) -> optax.GradientTransformation:
+    return static.optimizer.build(static.rule.base_rate(params))
+
+
+def _init_dynamics(static: Static, data, params: dict) -> Dynamics:
+    w = static.problem.init_params(data)
+    P = static.setting.P if static.setting.stale else 0
+    pulled = jnp.broadcast_to(w, (P, w.shape[0]))
+    return Dynamics(w, pulled, _optimizer(static, params).init(w))
+
+
+def _apply(static: Static, data, dyn: Dynamics, params: dict, worker, staleness, key) -> Dynamics:
+    """Update j of one replica at one grid point: average the K gradients and step the optimizer."""
+    setting = static.setting
+    K = setting.K
+    if setting.stale:  # a gradient of staleness 0 was computed at w_j, any other at the worker's pull
+        points = jnp.where((staleness == 0)[:, None], dyn.w, dyn.pulled[worker])
+    else:
+        points = jnp.broadcast_to(dyn.w, (K, dyn.w.shape[0]))
+    dist2 = jnp.sum((points - dyn.w) ** 2, axis=1)
+    weights = static.rule.weight(params, staleness, dist2, setting.P)
+    g = static.problem.weighted_grad(data, points, weights, key, static.batch_size) / K
+    updates, opt_state = _optimizer(static, params).update(g, dyn.opt_state, dyn.w)
+    w = optax.apply_updates(dyn.w, updates)
+    pulled = dyn.pulled
+    if setting.variant == "k_async":  # pushers wait and pull w_{j+1}
+        pulled = pulled.at[worker].set(w)
+    elif setting.variant == "k_batch_async":  # pushers pull w_j at once, the K-th pusher w_{j+1}
+        pulled = pulled.at[worker[: K - 1]].set(dyn.w).at[worker[K - 1]].set(w)
+    return Dynamics(w, pulled, opt_state)
+
+
+def _measure(static: Static, data, dyn: Dynamics) -> tuple[jax.Array, jax.Array]:
+    err = jax.vmap(lambda w: static.problem.error(data, w))(dyn.w)
+    if static.problem.has_test:
+        acc = jax.vmap(lambda w: static.problem.test_accuracy(data, w))(dyn.w)
+    else:
+        acc = jnp.full(err.shape, jnp.nan, err.dtype)
+    return err, acc
+
+
+def _replica_chunk(static: Static, records: int, carry: Carry, src: RandomSource, dkey, data, grid: dict):
+    """Advance one replica by `records` x `record_every` updates; returns (carry, Record (records,))."""
+    setting = static.setting
+    step = STEPS[setting.variant]
+    draw = random_draw(static.delay)
+    apply = jax.vmap(functools.partial(_apply, static, data), in_axes=(0, 0, None, None, None))
+
+    def one_update(c: Carry, _):
+        j = c.timeline.update
+        tstate, ev = step(c.timeline, src, setting.K, draw)
+        dyn = apply(c.dynamics, grid, ev.worker, ev.staleness, jax.random.fold_in(dkey, j))
+        stale = jnp.sum(ev.staleness).astype(c.staleness_sum.dtype)
+        fresh = jnp.sum(ev.staleness == 0).astype(jnp.int32)
+        return Carry(tstate, dyn, c.staleness_sum + stale, c.fresh + fresh), None
+
+    def one_record(c: Carry, _):
+        before = c.staleness_sum
+        c, _ = lax.scan(one_update, c, None, length=static.record_every)
+        err, acc = _measure(static, data, c.dynamics)
+        mean_staleness = (c.staleness_sum - before) / (static.record_every * setting.K)
+        return c, Record(c.timeline.clock, mean_staleness, err, acc)
+
+    return lax.scan(one_record, carry, None, length=records)
+
+
+@functools.partial(jax.jit, static_argnames=("static", "records"), donate_argnums=(2,))
+def _run_chunk(static: Static, records: int, carry: Carry, src, dkeys, data, grid):
+    return jax.vmap(functools.partial(_replica_chunk, static, records), in_axes=(0, 0, 0, None, None))(
+        carry, src, dkeys, data, grid
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("static", "speeds"))
+def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds):
+    setting = static.setting
+    draw = random_draw(static.delay)
+    speeds = None if speeds is None else np.asarray(speeds)
+
+    def one(r):
+        rkey = replica_key(seed, r)
+        src = random_source(rkey, setting.P, speeds)
+        tstate = init_state(setting, src, draw)
+        dyn = jax.vmap(lambda p: _init_dynamics(static, data, p))(grid)
+        zero = jnp.zeros((), tstate.clock.dtype)
+        return Carry(tstate, dyn, zero, jnp.zeros((), jnp.int32)), src, jax.random.fold_in(rkey, 1)
+
+    carry, src, dkeys = jax.vmap(one)(replicas)
+    err, acc = jax.vmap(lambda c: _measure(static, data, c.dynamics))(carry)
+    return carry, src, dkeys, err, acc
+
+
+def _records_per_chunk(n_records: int, record_every: int, replicas: int, grid: int, dim: int, K: int, chunk: int | None) -> int:
+    """Records per compiled chunk: a divisor of n_records so every chunk has the same shape."""
+    if chunk is None:
+        # aim at ~2**26 element-updates per call: enough to amortise dispatch, small enough to stream
+        per_update = replicas * grid * max(dim, 1) * K
+        target_updates = max(record_every, min(2**26 // max(per_update, 1), 50_000))
+        target = max(1, target_updates // record_every)
+    else:
+        target = max(1, chunk // record_every)
+    target = min(target, n_records)
+    for d in range(target, 0, -1):
+        if n_records % d == 0:
+            return d
+    return 1
+
+
+def _mesh_and_padding(replicas: int, devices) -> tuple[Mesh | None, int]:
+    devices = list(devices) if devices is not None else jax.local_devices()
+    if len(devices) <= 1:
+        return None, replicas
+    padded = -(-replicas // len(devices)) * len(devices)
+    return Mesh(np.asarray(devices), ("replica",)), padded
+
+
+def _hashable_speeds(s: np.ndarray | None):
+    return None if s is None else tuple(float(x) for x in s)
+
+
+def simulate(
+    problem: Problem,
+    variant: str,
+    P: int,
+    K: int | None = None,
+    delay: DelayLaw | None = None,
+    lr: Rule | None = None,
+    optimizer: Optimizer | str = "sgd",
+    updates: int = 1000,
+    replicas: int = 100,
+    record_every: int = 10,
+    batch_size: int = 1,
+    seed: int = 0,
+    speeds=None,
+    chunk: int | None = None,
+    devices=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Result:
+    """Simulate `replicas` runs of `variant` on `problem`, for every point of the `lr` grid.
+
+    Returns a Result holding the per-replica records (error, time and staleness every `record_every`
+    updates) with methods that aggregate them into pandas DataFrames. `progress(done, total)` is
+    called after each chunk of updates. `devices` (default: all local devices) shard the replicas.
+    """
+    setting = resolve(variant, P, K)
+    if not isinstance(delay, DelayLaw):
+        raise ConfigError(f"delay={delay!r} is invalid: must be a jaxsgd.delays law, e.g. Exponential(rate=1.0).")
+    if not isinstance(problem, Problem):
+        raise ConfigError(f"problem={problem!r} is invalid: must be a jaxsgd.problems problem.")
+    lr = Constant(0.1) if lr is None else lr
+    if not isinstance(lr, Rule):
+        raise ConfigError(f"lr={lr!r} is invalid: must be a jaxsgd.lr rule, e.g. jaxsgd.lr.Constant(eta=0.1).")
+    optimizer = Optimizer(optimizer) if isinstance(optimizer, str) else optimizer
+    updates = positive_int("updates", updates)
+    replicas = positive_int("replicas", replicas)
+    record_every = positive_int("record_every", record_every)
+    batch_size = positive_int("batch_size", batch_size)
+    require(updates % record_every == 0, "record_every", record_every, f"must divide updates={updates}")
+    if chunk is not None:
+        chunk = positive_int("chunk", chunk)
+    s = speed_pattern(speeds, setting.P)
+
+    static = Static(setting, delay, problem, lr.structure(), optimizer, batch_size, record_every)
+    data = problem.data()
+    grid_np = lr.grid()
+    dtype = jnp.zeros(()).dtype
+    grid = {k: jnp.asarray(v, jnp.int32 if k in lr.integer_fields else dtype) for k, v in grid_np.items()}
+    G = lr.grid_size
+    n_records = updates // record_every
+    per_chunk = _records_per_chunk(n_records, record_every, replicas, G, problem.dim, setting.K, chunk)
+
+    mesh, padded = _mesh_and_padding(replicas, devices)
+    ids = jnp.arange(padded, dtype=jnp.uint32)
+    if mesh is not None:
+        ids = jax.device_put(ids, NamedSharding(mesh, PS("replica")))
+
+    t0 = _time.perf_counter()
+    carry, src, dkeys, err0, acc0 = _init(static, seed, ids, data, grid, _hashable_speeds(s))
+    run = _run_chunk.lower(static, per_chunk, carry, src, dkeys, data, grid).compile()
+    jax.block_until_ready(carry)
+    compile_seconds = _time.perf_counter() - t0
+
+    time_rec = np.empty((replicas, n_records + 1), np.float64)
+    stal_rec = np.empty((replicas, n_records + 1), np.float64)
+    err_rec = np.empty((G, replicas, n_records + 1), np.float64)
+    acc_rec = np.empty((G, replicas, n_records + 1), np.float64)
+    time_rec[:, 0], stal_rec[:, 0] = 0.0, np.nan
+    err_rec[:, :, 0] = np.asarray(err0)[:replicas].T
+    acc_rec[:, :, 0] = np.asarray(acc0)[:replicas].T
+
+    t1 = _time.perf_counter()
+    done = 0
+    while done < n_records:
+        carry, rec = run(carry, src, dkeys, data, grid)
+        sl = slice(done + 1, done + 1 + per_chunk)
+        time_rec[:, sl] = np.asarray(rec.time)[:replicas]
+        stal_rec[:, sl] = np.asarray(rec.staleness)[:replicas]
+        err_rec[:, :, sl] = np.moveaxis(np.asarray(rec.error)[:replicas], -1, 0)
+        acc_rec[:, :, sl] = np.moveaxis(np.asarray(rec.accuracy)[:replicas], -1, 0)
+        done += per_chunk
+        if progress is not None:
+            progress(done * record_every, updates)
+    staleness_sum = np.asarray(carry.staleness_sum)[:replicas]
+    fresh = np.asarray(carry.fresh)[:replicas]
+    run_seconds = _time.perf_counter() - t1
+
+    records = Records(
+        update=np.arange(n_records + 1) * record_every,
+        time=time_rec,
+        staleness=stal_rec,
+        error=err_rec,
+        accuracy=acc_rec if problem.has_test else None,
+    )
+    gradients = updates * setting.K
+    return Result(
+        setting=setting,
+        delay=delay,
+        problem=problem,
+        lr=lr,
+        optimizer=optimizer,
+        speeds=s,
+        updates=updates,
+        replicas=replicas,
+        record_every=record_every,
+        batch_size=batch_size,
+        seed=seed,
+        records=records,
+        staleness_mean=float(np.mean(staleness_sum) / gradients),
+        fresh_fraction=float(np.mean(fresh) / gradients),
+        compile_seconds=compile_seconds,
+        run_seconds=run_seconds,
+        devices=1 if mesh is None else mesh.size,
+    )
+
