@@ -33,7 +33,7 @@ from .errors import ConfigError, positive_int, require
 from .lr import Constant, Optimizer, Rule
 from .problems.base import Problem
 from .results import Records, Result
-from .timeline import STEPS, RandomSource, TimelineState, init_state, random_draw, random_source, replica_key
+from .timeline import STEPS, RandomSource, TimelineState, fast_key, init_state, random_draw, random_source, replica_key
 from .variants import Setting, resolve
 
 __all__ = ["simulate", "Static"]
@@ -129,7 +129,7 @@ def _replica_chunk(static: Static, records: int, carry: Carry, src: RandomSource
     def one_update(c: Carry, _):
         j = c.timeline.update
         tstate, ev = step(c.timeline, src, setting.K, draw)
-        dyn = apply(c.dynamics, grid, ev.worker, ev.staleness, jax.random.fold_in(dkey, j))
+        dyn = apply(c.dynamics, grid, ev.worker, ev.staleness, jax.random.fold_in(fast_key(dkey), j))
         stale = jnp.sum(ev.staleness).astype(c.staleness_sum.dtype)
         fresh = jnp.sum(ev.staleness == 0).astype(jnp.int32)
         return Carry(tstate, dyn, c.staleness_sum + stale, c.fresh + fresh), None
@@ -256,6 +256,8 @@ def simulate(
 
     t0 = _time.perf_counter()
     carry, src, dkeys, err0, acc0 = _init(static, seed, ids, data, grid, _hashable_speeds(s))
+    if mesh is not None:  # leaves that do not depend on the replica id come out replicated: shard them all
+        carry, src, dkeys = jax.device_put((carry, src, dkeys), NamedSharding(mesh, PS("replica")))
     run = _run_chunk.lower(static, per_chunk, carry, src, dkeys, data, grid).compile()
     jax.block_until_ready(carry)
     compile_seconds = _time.perf_counter() - t0

@@ -94,7 +94,9 @@ class Rule:
             try:
                 fn(init_value=1.0, **dict(self.schedule_kwargs))
             except TypeError as exc:
-                raise ConfigError(f"lr.schedule_kwargs={dict(self.schedule_kwargs)!r} do not fit optax.{self.schedule}: {exc}") from None
+                raise ConfigError(
+                    f"lr.schedule_kwargs={dict(self.schedule_kwargs)!r} do not fit optax.{self.schedule}: {exc}"
+                ) from None
 
     # --- grid ---------------------------------------------------------------------------------
     def grid(self) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -177,6 +178,84 @@ def init_state(setting: Setting, src, draw: Draw, dtype=None) -> TimelineState:
     return TimelineState(finish, zeros_i, count, jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
 
 
+# ---------------------------------------------------------------------------- fast threefry
+#
+# XLA:CPU lowers JAX's threefry2x32 primitive as a rolled 5-iteration loop whose every step is a
+# separate kernel over the whole batch; inside the simulation loop that made the random numbers the
+# dominant cost. FAST_THREEFRY is the same Threefry-2x32 generator with the hash unrolled into plain
+# elementwise jnp code, which XLA fuses and vectorises. It reproduces JAX's default generator
+# (threefry2x32, partitionable mode) bit for bit -- keys, fold_in, split and every jax.random
+# sampler -- so swapping it in (`fast_key`) changes speed, never numbers. tests/test_rng.py checks it.
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 (20 rounds) of counter words (x1, x2) under key words (k1, k2), uint32, broadcast:
+    the hash of jax.extend.random.threefry_2x32, unrolled."""
+    ks = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x1 = x1 + x2
+            x2 = x1 ^ ((x2 << np.uint32(r)) | (x2 >> np.uint32(32 - r)))
+        x1 = x1 + ks[(i + 1) % 3]
+        x2 = x2 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x1, x2
+
+
+def _counts(shape) -> jax.Array:
+    size = int(np.prod(shape, dtype=np.int64))
+    if size >= 2**32:
+        raise NotImplementedError("FAST_THREEFRY draws fewer than 2**32 values per call")
+    return lax.iota(jnp.uint32, max(size, 1))[:size].reshape(shape)
+
+
+def _hash(key, counts) -> tuple[jax.Array, jax.Array]:
+    return threefry2x32(key[0], key[1], jnp.zeros_like(counts), counts)
+
+
+def _seed(seed):
+    return jax.random.key_data(jax.random.key(seed, impl="threefry2x32"))
+
+
+def _split(key, shape):
+    a, b = _hash(key, _counts(shape))
+    return jnp.stack([a, b], axis=-1)
+
+
+def _fold_in(key, data):
+    a, b = _hash(key, jnp.asarray(data, jnp.uint32))
+    return jnp.stack([a, b])
+
+
+def _random_bits(key, bit_width, shape):
+    a, b = _hash(key, _counts(shape))
+    if bit_width == 64:
+        return (a.astype(jnp.uint64) << np.uint64(32)) | b.astype(jnp.uint64)
+    bits = a ^ b
+    return bits if bit_width == 32 else bits.astype(jnp.dtype(f"uint{bit_width}"))
+
+
+FAST_THREEFRY = jax.extend.random.define_prng_impl(
+    key_shape=(2,), seed=_seed, split=_split, random_bits=_random_bits, fold_in=_fold_in,
+    name="jaxsgd_threefry2x32_unrolled", tag="fty",
+)
+
+
+def fast_key(key: jax.Array) -> jax.Array:
+    """The same key under FAST_THREEFRY where that gives identical numbers (a threefry2x32 key with
+    jax_threefry_partitionable on, JAX's default); otherwise the key unchanged."""
+    if (
+        isinstance(key, jax.Array)
+        and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        and str(jax.random.key_impl(key)) == "threefry2x32"
+        and jax.config.jax_threefry_partitionable
+    ):
+        return jax.random.wrap_key_data(jax.random.key_data(key), impl=FAST_THREEFRY)
+    return key
+
+
 # ---------------------------------------------------------------------------- random source
 
 
@@ -192,7 +271,7 @@ def random_draw(delay: DelayLaw) -> Draw:
     """The draw function of `delay`: worker i's n-th job takes speeds[i] * X(fold_in(key_i, n))."""
 
     def draw(src: RandomSource, workers, counts):
-        keys = jax.vmap(jax.random.fold_in)(src.keys[workers], counts)
+        keys = jax.vmap(jax.random.fold_in)(fast_key(src.keys[workers]), counts)
         x = jax.vmap(lambda k: delay.sample(k))(keys)
         return x * src.speeds[workers]
 

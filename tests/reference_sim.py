@@ -19,7 +19,7 @@ import heapq
 
 import numpy as np
 
-__all__ = ["k_sync", "k_batch_sync", "k_async", "k_batch_async", "SIMULATORS", "simulate"]
+__all__ = ["k_sync", "k_batch_sync", "k_async", "k_batch_async", "SIMULATORS", "simulate", "draws_used"]
 
 
 class _Jobs:
@@ -139,3 +139,26 @@ def simulate(variant: str, table, P: int, K: int, updates: int, dtype=float):
     worker = np.array([e[1] for e in events], dtype=np.int64).reshape(updates, K)
     staleness = np.array([e[2] for e in events], dtype=np.int64).reshape(updates, K)
     return time, worker, staleness
+
+
+class _CountingRow:
+    """A table row that remembers how many of its entries were read (reads are in order)."""
+
+    def __init__(self, row):
+        self.row = row
+        self.read = 0
+
+    def __len__(self):
+        return len(self.row)
+
+    def __getitem__(self, n):
+        self.read = max(self.read, n + 1)
+        return self.row[n]
+
+
+def draws_used(variant: str, table, P: int, K: int, updates: int) -> list[int]:
+    """How many jobs each worker starts (cancelled ones and those started after the last update
+    included) when `variant` runs for `updates` updates on `table`: the table length it needs."""
+    rows = [_CountingRow(table[i]) for i in range(P)]
+    simulate(variant, rows, P, K, updates)
+    return [r.read for r in rows]

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from ..errors import ConfigError, unknown
 from .base import Problem
+from .least_squares import LeastSquares
+from .logistic_regression import LogisticRegression
+from .mlp import MLP
 from .noisy_quadratic import NoisyQuadratic
+from .npz import Npz
+from .softmax_regression import SoftmaxRegression
 
-PROBLEMS: dict[str, type[Problem]] = {NoisyQuadratic.name: NoisyQuadratic}
+PROBLEMS: dict[str, type[Problem]] = {
+    cls.name: cls for cls in (NoisyQuadratic, LeastSquares, LogisticRegression, SoftmaxRegression, MLP, Npz)
+}
 
 
 def make(name: str, **params) -> Problem:
@@ -23,4 +30,14 @@ def make(name: str, **params) -> Problem:
     return cls(**params)
 
 
-__all__ = ["Problem", "NoisyQuadratic", "PROBLEMS", "make"]
+__all__ = [
+    "Problem",
+    "NoisyQuadratic",
+    "LeastSquares",
+    "LogisticRegression",
+    "SoftmaxRegression",
+    "MLP",
+    "Npz",
+    "PROBLEMS",
+    "make",
+]

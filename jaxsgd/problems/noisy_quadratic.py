@@ -64,7 +64,7 @@ class NoisyQuadratic(Problem):
         weights = weights.astype(points.dtype)
         eps = jax.random.normal(key, points.shape[1:], points.dtype)
         noise_scale = jnp.sqrt(jnp.sum(weights**2) * self.sigma2 / batch_size)
-        return data * (weights @ points) + noise_scale * jnp.sqrt(data) * eps
+        return data * jnp.sum(weights[:, None] * points, axis=0) + noise_scale * jnp.sqrt(data) * eps  # fuses on CPU
 
     @property
     def f_star(self):
