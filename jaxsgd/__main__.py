@@ -1,46 +1,6 @@
-"""`python -m jaxsgd` (the `jaxsgd` command): the Hydra application. One job per run; --multirun sweeps
-any keys, and the GatherSweep callback gathers the jobs. Bad input exits with status 2 and one line."""
+"""`python -m jaxsgd`: the Hydra application (see jaxsgd.cli)."""
 
-from __future__ import annotations
-
-import logging
-import sys
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-from .config import CONF_DIR, build, runtime
-from .errors import ConfigError
-
-log = logging.getLogger("jaxsgd")
-
-
-def _meta() -> dict:
-    """What Hydra knows about this job: its overrides, group choices and number in a sweep."""
-    hc = HydraConfig.get()
-    choices = {k: v for k, v in OmegaConf.to_container(hc.runtime.choices).items() if not k.startswith("hydra")}
-    num = hc.job.get("num") if hc.mode.name == "MULTIRUN" else None
-    return {"overrides": list(hc.overrides.task), "choices": choices, "job_num": num}
-
-
-def task(cfg: DictConfig) -> None:
-    """Run one job into Hydra's output directory; a ConfigError ends the process with status 2."""
-    from . import app  # imports JAX's engine: after the config has been checked by Hydra
-
-    try:
-        app.configure_jax(runtime(cfg))  # before any JAX computation
-        job = build(cfg)
-        app.run(job, HydraConfig.get().runtime.output_dir, _meta())
-    except ConfigError as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
-
-
-def main() -> None:
-    """Entry point of `python -m jaxsgd` and the `jaxsgd` console script."""
-    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
-
+from jaxsgd.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

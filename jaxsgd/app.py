@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import __version__, plot, theory
+from . import __version__, theory
 from .delays import DelayLaw
 from .engine import simulate
 from .lr import Optimizer, Rule
@@ -272,7 +272,11 @@ def run(job: Job, output_dir: str | Path, meta: Mapping[str, Any] | None = None)
     summary = summarise(job, result, keys, meta)
     time_per_update = summary["time_per_update_theory"] or summary["time_per_update"]
     frames = tables(job, result, keys, time_per_update)
-    fig = plot.job_figure(frames["curves"], frames["curves_time"], summary) if job.figure else None
+    fig = None
+    if job.figure:
+        from .plot import job_figure  # matplotlib: only when drawing
+
+        fig = job_figure(frames["curves"], frames["curves_time"], summary)
 
     written = [f"{name}.parquet" for name in frames] + (["figure.png"] if fig is not None else [])
     summary["output_dir"] = str(out.resolve())

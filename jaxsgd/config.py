@@ -224,8 +224,8 @@ def build(cfg: DictConfig) -> Job:
     if variant in variants.ALIASES:
         setting = variants.resolve(variant, P)
         if K is not None and K != setting.K:
-            notes.append(f"variant={variant} fixes K={'P' if variant == 'sync' else 1}={setting.K}; "
-                         f"K={K} applies to the k_* variants only")
+            fixed = f"K=P={setting.K}" if variant == "sync" else "K=1"
+            notes.append(f"variant={variant} fixes {fixed}; K={K} applies to the k_* variants only")
     else:
         setting = variants.resolve(variant, P, K)
     delays.speeds(c["speeds"], setting.P)  # checks a pattern name or the P factors

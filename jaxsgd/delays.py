@@ -441,7 +441,12 @@ def speeds(spec, P: int) -> np.ndarray | None:
         if spec == "two_tier":
             return np.where(i > P // 2, 4.0, 1.0)
         raise unknown("speeds", spec, SPEED_PATTERNS)
-    s = np.asarray(spec, dtype=np.float64).ravel()
+    try:
+        s = np.asarray(spec, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"speeds={spec!r} is invalid: must be None, one of {', '.join(SPEED_PATTERNS)}, or P={P} positive numbers."
+        ) from None
     require(s.size == P, "speeds", list(s), f"must have P={P} entries (one per worker)")
     require(bool(np.all(np.isfinite(s) & (s > 0))), "speeds", list(s), "every speed factor must be finite and > 0")
     return s

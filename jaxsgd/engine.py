@@ -65,15 +65,16 @@ class Carry(NamedTuple):
 
     timeline: TimelineState
     dynamics: Dynamics  # leaves with a leading grid axis (G, ...)
-    staleness_sum: jax.Array  # () float: sum of the staleness of all gradients applied
-    fresh: jax.Array  # () int32: number of fresh gradients applied
+    staleness_sum: jax.Array  # () int32: sum of the staleness of the gradients applied since the last record
+    fresh: jax.Array  # () int32: number of fresh gradients applied since the last record
 
 
 class Record(NamedTuple):
     """What is kept every `record_every` updates, per replica."""
 
     time: jax.Array  # () t_j
-    staleness: jax.Array  # () mean staleness of the gradients applied since the last record
+    staleness: jax.Array  # () int32: summed staleness of the gradients applied since the last record
+    fresh: jax.Array  # () int32: fresh gradients applied since the last record
     error: jax.Array  # (G,) F(w_j) - F*
     accuracy: jax.Array  # (G,) test accuracy (NaN where the problem has no test split)
 
@@ -130,16 +131,15 @@ def _replica_chunk(static: Static, records: int, carry: Carry, src: RandomSource
         j = c.timeline.update
         tstate, ev = step(c.timeline, src, setting.K, draw)
         dyn = apply(c.dynamics, grid, ev.worker, ev.staleness, jax.random.fold_in(fast_key(dkey), j))
-        stale = jnp.sum(ev.staleness).astype(c.staleness_sum.dtype)
+        stale = jnp.sum(ev.staleness).astype(jnp.int32)
         fresh = jnp.sum(ev.staleness == 0).astype(jnp.int32)
         return Carry(tstate, dyn, c.staleness_sum + stale, c.fresh + fresh), None
 
     def one_record(c: Carry, _):
-        before = c.staleness_sum
-        c, _ = lax.scan(one_update, c, None, length=static.record_every)
+        zero = jnp.zeros((), jnp.int32)
+        c, _ = lax.scan(one_update, c._replace(staleness_sum=zero, fresh=zero), None, length=static.record_every)
         err, acc = _measure(static, data, c.dynamics)
-        mean_staleness = (c.staleness_sum - before) / (static.record_every * setting.K)
-        return c, Record(c.timeline.clock, mean_staleness, err, acc)
+        return c, Record(c.timeline.clock, c.staleness_sum, c.fresh, err, acc)
 
     return lax.scan(one_record, carry, None, length=records)
 
@@ -162,8 +162,8 @@ def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds):
         src = random_source(rkey, setting.P, speeds)
         tstate = init_state(setting, src, draw)
         dyn = jax.vmap(lambda p: _init_dynamics(static, data, p))(grid)
-        zero = jnp.zeros((), tstate.clock.dtype)
-        return Carry(tstate, dyn, zero, jnp.zeros((), jnp.int32)), src, jax.random.fold_in(rkey, 1)
+        zero = jnp.zeros((), jnp.int32)
+        return Carry(tstate, dyn, zero, zero), src, jax.random.fold_in(rkey, 1)
 
     carry, src, dkeys = jax.vmap(one)(replicas)
     err, acc = jax.vmap(lambda c: _measure(static, data, c.dynamics))(carry)
@@ -264,6 +264,7 @@ def simulate(
 
     time_rec = np.empty((replicas, n_records + 1), np.float64)
     stal_rec = np.empty((replicas, n_records + 1), np.float64)
+    fresh_total = np.zeros(replicas, np.float64)
     err_rec = np.empty((G, replicas, n_records + 1), np.float64)
     acc_rec = np.empty((G, replicas, n_records + 1), np.float64)
     time_rec[:, 0], stal_rec[:, 0] = 0.0, np.nan
@@ -276,14 +277,13 @@ def simulate(
         carry, rec = run(carry, src, dkeys, data, grid)
         sl = slice(done + 1, done + 1 + per_chunk)
         time_rec[:, sl] = np.asarray(rec.time)[:replicas]
-        stal_rec[:, sl] = np.asarray(rec.staleness)[:replicas]
+        stal_rec[:, sl] = np.asarray(rec.staleness)[:replicas] / (record_every * setting.K)
+        fresh_total += np.asarray(rec.fresh)[:replicas].sum(axis=1, dtype=np.float64)
         err_rec[:, :, sl] = np.moveaxis(np.asarray(rec.error)[:replicas], -1, 0)
         acc_rec[:, :, sl] = np.moveaxis(np.asarray(rec.accuracy)[:replicas], -1, 0)
         done += per_chunk
         if progress is not None:
             progress(done * record_every, updates)
-    staleness_sum = np.asarray(carry.staleness_sum)[:replicas]
-    fresh = np.asarray(carry.fresh)[:replicas]
     run_seconds = _time.perf_counter() - t1
 
     records = Records(
@@ -307,8 +307,8 @@ def simulate(
         batch_size=batch_size,
         seed=seed,
         records=records,
-        staleness_mean=float(np.mean(staleness_sum) / gradients),
-        fresh_fraction=float(np.mean(fresh) / gradients),
+        staleness_mean=float(np.mean(stal_rec[:, 1:])),  # every record holds the same number of gradients
+        fresh_fraction=float(np.mean(fresh_total) / gradients),
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
         devices=1 if mesh is None else mesh.size,

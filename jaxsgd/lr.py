@@ -53,6 +53,8 @@ def _as_tuple(field: str, value, integer: bool = False) -> tuple:
         except (TypeError, ValueError):
             raise ConfigError(f"lr.{field}={value!r} is invalid: must be a number or a list of numbers.") from None
         require(math.isfinite(x), f"lr.{field}", value, "every value must be finite")
+        if integer:
+            require(x.is_integer(), f"lr.{field}", value, "every value must be an integer")
         out.append(int(x) if integer else x)
     return tuple(out)
 
@@ -80,10 +82,7 @@ class Rule:
             object.__setattr__(self, f, values)
         for v in self.eta:
             require(v > 0, "lr.eta", self.eta, "must be > 0")
-        kwargs = self.schedule_kwargs
-        if isinstance(kwargs, dict):
-            kwargs = tuple(sorted(kwargs.items()))
-        object.__setattr__(self, "schedule_kwargs", tuple(kwargs))
+        object.__setattr__(self, "schedule_kwargs", _freeze_kwargs(self.schedule_kwargs))
         if self.schedule is not None:
             fn = getattr(optax, str(self.schedule), None)
             schedules = sorted(
@@ -92,10 +91,10 @@ class Rule:
             if not callable(fn) or "init_value" not in inspect.signature(fn).parameters:
                 raise unknown("lr.schedule", self.schedule, [s for s in schedules if _takes_init_value(s)])
             try:
-                fn(init_value=1.0, **dict(self.schedule_kwargs))
+                fn(init_value=1.0, **_thaw(self.schedule_kwargs))
             except TypeError as exc:
                 raise ConfigError(
-                    f"lr.schedule_kwargs={dict(self.schedule_kwargs)!r} do not fit optax.{self.schedule}: {exc}"
+                    f"lr.schedule_kwargs={_thaw(self.schedule_kwargs)!r} do not fit optax.{self.schedule}: {exc}"
                 ) from None
 
     # --- grid ---------------------------------------------------------------------------------
@@ -110,8 +109,9 @@ class Rule:
         return int(np.prod([len(getattr(self, f)) for f in self.grid_fields]))
 
     def structure(self) -> Rule:
-        """This rule with every grid axis reduced to its first value: the static (hashable) part."""
-        return dataclasses.replace(self, **{f: getattr(self, f)[:1] for f in self.grid_fields})
+        """This rule with every grid axis replaced by a placeholder: the static (hashable) part, the
+        same for every value of the numeric parameters (so new values do not recompile)."""
+        return dataclasses.replace(self, **{f: (1,) for f in self.grid_fields})
 
     def at(self, index: int) -> Rule:
         """The rule at one grid point."""
@@ -123,7 +123,7 @@ class Rule:
         """The base learning rate (a schedule over the update index, or a scalar) at grid point `params`."""
         if self.schedule is None:
             return params["eta"]
-        return getattr(optax, self.schedule)(init_value=params["eta"], **dict(self.schedule_kwargs))
+        return getattr(optax, self.schedule)(init_value=params["eta"], **_thaw(self.schedule_kwargs))
 
     def weight(self, params: dict, staleness: jax.Array, dist2: jax.Array, P: int) -> jax.Array:
         """Per-gradient weight relative to the base rate: (K,) from staleness (K,) and dist2 (K,)."""
@@ -138,6 +138,34 @@ class Rule:
             d["schedule"] = self.schedule
             d.update({f"schedule.{k}": v for k, v in self.schedule_kwargs})
         return d
+
+
+class _FrozenDict(tuple):
+    """A dict frozen into a sorted tuple of items (hashable, for static arguments)."""
+
+
+def _freeze(v):
+    if isinstance(v, _FrozenDict):
+        return v
+    if isinstance(v, dict) or hasattr(v, "items"):
+        return _FrozenDict(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def _freeze_kwargs(kwargs) -> _FrozenDict:
+    """Keyword arguments (a dict or (name, value) pairs) frozen: hashable, sorted by name."""
+    return _freeze({str(k): v for k, v in (kwargs.items() if hasattr(kwargs, "items") else kwargs)})
+
+
+def _thaw(v):
+    """Inverse of _freeze: frozen dicts back to dicts (lists stay tuples)."""
+    if isinstance(v, _FrozenDict):
+        return {k: _thaw(x) for k, x in v}
+    if isinstance(v, tuple):
+        return tuple(_thaw(x) for x in v)
+    return v
 
 
 def _takes_init_value(name: str) -> bool:
@@ -267,10 +295,7 @@ class Optimizer:
     kwargs: tuple = ()
 
     def __post_init__(self):
-        kwargs = self.kwargs
-        if isinstance(kwargs, dict):
-            kwargs = tuple(sorted(kwargs.items()))
-        object.__setattr__(self, "kwargs", tuple(kwargs))
+        object.__setattr__(self, "kwargs", _freeze_kwargs(self.kwargs))
         base, _ = OPTIMIZER_ALIASES.get(self.name, (self.name, {}))
         fn = getattr(optax, base, None)
         if not callable(fn) or "learning_rate" not in _parameters(fn):
@@ -279,11 +304,11 @@ class Optimizer:
         try:
             self.build(0.1)
         except TypeError as exc:
-            raise ConfigError(f"optimizer.kwargs={dict(self.kwargs)!r} do not fit optax.{base}: {exc}") from None
+            raise ConfigError(f"optimizer.kwargs={_thaw(self.kwargs)!r} do not fit optax.{base}: {exc}") from None
 
     def build(self, learning_rate) -> optax.GradientTransformation:
         base, preset = OPTIMIZER_ALIASES.get(self.name, (self.name, {}))
-        return getattr(optax, base)(learning_rate=learning_rate, **{**preset, **dict(self.kwargs)})
+        return getattr(optax, base)(learning_rate=learning_rate, **{**preset, **_thaw(self.kwargs)})
 
     def params(self) -> dict:
         return {"optimizer": self.name, **{f"optimizer.{k}": v for k, v in self.kwargs}}

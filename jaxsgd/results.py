@@ -188,7 +188,7 @@ class Result:
         rows = []
         for g in range(self.grid_size):
             hit = rec.error[g] <= target  # NaN compares False
-            reached = hit.any(axis=1)
+            reached = hit.any(axis=1) & ~self.diverged[g]  # a replica that diverged counts as never
             first = np.argmax(hit, axis=1)
             t = rec.time[np.arange(rec.time.shape[0]), first][reached]
             row = {"target_error": float(target), "reached_fraction": float(reached.mean()),
@@ -222,8 +222,9 @@ class Result:
     def best(self, target_error: float | None = None) -> int:
         """Index of the grid point with the lowest mean final error (diverged-heavy points lose)."""
         gs = self.grid_summary()
-        score = gs["final_error_mean"].astype(float).fillna(np.inf) + gs["diverged_fraction"].gt(0.5) * np.inf
-        return int(np.argmin(score.to_numpy()))
+        score = gs["final_error_mean"].astype(float).fillna(np.inf).to_numpy()
+        score = np.where(gs["diverged_fraction"].to_numpy() > 0.5, np.inf, score)
+        return int(np.argmin(score))
 
     def summary(self, target_error: float | None = None) -> dict:
         """Key numbers of the run as plain values (JSON-ready). With a grid, the values are those of

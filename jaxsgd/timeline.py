@@ -379,6 +379,9 @@ def from_compute_times(
     Raises ConfigError if some worker needs more jobs than the table holds.
     """
     setting = resolve(variant, P, K)
+    updates = positive_int("updates", updates)
+    if chunk is not None:
+        chunk = positive_int("chunk", chunk)
     table = jnp.asarray(compute_times)
     if table.ndim != 3 or table.shape[1] != setting.P:
         raise ConfigError(f"compute_times has shape {table.shape}: must be (replicas, P={setting.P}, jobs).")

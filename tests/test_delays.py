@@ -73,7 +73,9 @@ def test_sample_mean_matches_mean(name, trace_csv):
     law = build(name, trace_csv)
     x = np.asarray(law.sample(jax.random.key(7), (N_DRAWS,)), dtype=np.float64)
     assert x.shape == (N_DRAWS,)
-    assert np.all(np.isfinite(x)) and np.all(x > 0)
+    assert np.all(np.isfinite(x)) and np.all(x >= 0)
+    # float32 sampling may round a draw to exactly 0 (about 2^-23 per draw for exponential-type laws)
+    assert np.mean(x == 0) < 1e-4
     assert x.min() >= law.support_start * (1 - 1e-6)
     se = x.std(ddof=1) / math.sqrt(x.size)
     assert abs(x.mean() - law.mean) <= 4 * se + 1e-6 * law.mean, (x.mean(), law.mean, se)
@@ -111,17 +113,15 @@ def test_sample_under_jit_and_vmap(name, trace_csv):
     key = jax.random.key(3)
     eager = law.sample(key, (6,))
     assert eager.shape == (6,) and eager.dtype == jnp.float32
-    np.testing.assert_allclose(jax.jit(lambda k: law.sample(k, (6,)))(key), eager, rtol=1e-6)
-    # the law as a static argument (it is hashable)
-    static = jax.jit(lambda lw, k: lw.sample(k, (6,)), static_argnums=0)(law, key)
-    np.testing.assert_allclose(static, eager, rtol=1e-6)
+    # jitted, with the law as a static argument (it is hashable)
+    jitted = jax.jit(lambda lw, k: lw.sample(k, (6,)), static_argnums=0)(law, key)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6)
+    # vmapped over keys (under jit): row i is what key i draws on its own
     keys = jax.random.split(key, 5)
-    batched = jax.vmap(lambda k: law.sample(k))(keys)
-    assert batched.shape == (5,)
-    np.testing.assert_allclose(batched, [float(law.sample(k)) for k in keys], rtol=1e-6)
-    assert jax.jit(jax.vmap(lambda k: law.sample(k, (2,))))(keys).shape == (5, 2)
-    # legacy uint32 keys work too
-    assert law.sample(jax.random.PRNGKey(0), (3,)).shape == (3,)
+    batched = jax.jit(jax.vmap(lambda k: law.sample(k, (2,))))(keys)
+    assert batched.shape == (5, 2)
+    for i in (0, 4):
+        np.testing.assert_allclose(batched[i], law.sample(keys[i], (2,)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", LAW_NAMES)
@@ -292,7 +292,6 @@ def test_unknown_speed_pattern_suggests():
         speeds("sqr", 3)
 
 
-@pytest.mark.xfail(strict=True, reason="speeds() lets numpy's ValueError escape for non-numeric entries (bug)")
 def test_non_numeric_speeds_are_a_config_error():
     with pytest.raises(ConfigError, match="speeds"):
         speeds(["a", "b", "c"], 3)

@@ -144,8 +144,6 @@ def test_bad_values_raise_config_error_naming_the_field(build, field):
         build()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Threshold(bound=1.5) is silently truncated to bound=1 instead of "
-                   "raising ConfigError ('lr.bound ... must be an integer >= 0')")
 def test_threshold_bound_must_be_an_integer():
     with pytest.raises(ConfigError, match=r"lr\.bound"):
         Threshold(bound=1.5)
@@ -255,9 +253,6 @@ def test_schedule_trajectory_equals_optax_loop():
     assert res.summary()["lr"]["schedule"] == "exponential_decay"
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, TypeError),
-                   reason="BUG: schedules whose kwargs hold a dict/list (e.g. piecewise_constant_schedule, listed as "
-                   "allowed) make the Static unhashable: simulate raises 'Non-hashable static arguments'")
 def test_schedule_with_dict_kwargs_runs():
     rule = Constant(eta=0.1, schedule="piecewise_constant_schedule", schedule_kwargs={"boundaries_and_scales": {5: 0.5}})
     res = jaxsgd.simulate(SCHED_PROB, "k_sync", P=2, K=1, delay=Exponential(1.0), lr=rule, updates=10, record_every=1,

@@ -69,7 +69,7 @@ def equivalence_tables(P: int, N: int, seed: int) -> list[tuple[str, np.ndarray,
     ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def equivalence_run(variant, P, K):
     """The JAX timeline over the equivalence tables of (P, effective K), and those tables."""
     Ke = effective_K(variant, P, K)
@@ -195,7 +195,7 @@ def renewal_bias(law, K: int, J: int, speeds=None, P: int = 1) -> float:
     return len(s) * (1.0 - cv2(law)) / (2 * J * lam)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run(variant, P, K, law, speeds=None, replicas=REPLICAS, updates=UPDATES, seed=SEED):
     sp = list(speeds) if isinstance(speeds, tuple) else speeds
     return timeline(variant, P, K, law, updates=updates, replicas=replicas, seed=seed, speeds=sp)
@@ -461,7 +461,6 @@ def test_bad_compute_times_shape():
         from_compute_times("k_sync", 3, 2, np.ones((1, 3, 4)), 5)  # too short
 
 
-@pytest.mark.xfail(strict=True, reason="from_compute_times does not validate updates/chunk (library bug, see report)")
 @pytest.mark.parametrize(("kwargs", "field"), [({"updates": 0}, "updates"), ({"updates": -1}, "updates"),
                                                ({"updates": 5, "chunk": -1}, "chunk")])
 def test_from_compute_times_bad_updates_or_chunk(kwargs, field):
