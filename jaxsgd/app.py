@@ -87,13 +87,9 @@ def configure_jax(rt: Runtime) -> None:
 
 
 def _devices(job: Job) -> list:
+    """The local devices to shard the replicas over: `devices` of them (default all), at most one per replica."""
     devices = jax.local_devices()
-    n = min(job.runtime.devices or len(devices), len(devices), job.replicas)
-    if not job.setting.stale:
-        # engine.simulate cannot shard the (empty) per-worker models of the staleness-free variants over
-        # several devices yet (a sharding mismatch at the first chunk): run them on one device.
-        n = 1
-    return devices[:n]
+    return devices[: min(job.runtime.devices or len(devices), job.replicas)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ so every law, problem and rule is an option named as in the library, with its co
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import types
 import typing
@@ -205,10 +204,10 @@ def build(cfg: DictConfig) -> Job:
     K of the k_* variants, is not used, and a note says so when it differs.
     """
     c = _container(cfg)
-    unknown_keys = sorted(set(c) - {f.name for f in dataclasses.fields(JobConfig)})
-    if unknown_keys:
-        allowed = ", ".join(f.name for f in dataclasses.fields(JobConfig))
-        raise ConfigError(f"{', '.join(unknown_keys)}: not a jaxsgd key; the keys are {allowed}.")
+    keys = [f.name for f in dataclasses.fields(JobConfig)]
+    unknown_keys = sorted(set(c) - set(keys))
+    if unknown_keys:  # added with +KEY=VALUE
+        raise ConfigError(f"{', '.join(unknown_keys)}: not a jaxsgd key; the keys are {', '.join(keys)}.")
     rt = runtime(c)
     name, params = _split(c["delay"])
     delay = delays.make(name, **params)
@@ -234,10 +233,7 @@ def build(cfg: DictConfig) -> Job:
     updates = positive_int("updates", c["updates"])
     record_every = positive_int("record_every", c["record_every"])
     require(updates % record_every == 0, "record_every", record_every, f"must divide updates={updates}")
-    target = c["target_error"]
-    if target is not None:
-        target = positive("target_error", target)
-        require(math.isfinite(target), "target_error", target, "must be finite")
+    target = None if c["target_error"] is None else positive("target_error", c["target_error"])
     chunk = None if c["chunk"] is None else positive_int("chunk", c["chunk"])
     return Job(
         setting=setting,

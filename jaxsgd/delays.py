@@ -257,7 +257,9 @@ class Constant(DelayLaw):
         return self.value
 
     def cdf(self, x):
-        return (np.asarray(x, dtype=np.float64) >= self.value).astype(np.float64)
+        # samples may be float32: the atom sits at the value as sampled, whichever precision
+        atom = min(self.value, float(np.float32(self.value)))
+        return (np.asarray(x, dtype=np.float64) >= atom).astype(np.float64)
 
     @property
     def support_start(self):

@@ -144,15 +144,45 @@ def _replica_chunk(static: Static, records: int, carry: Carry, src: RandomSource
     return lax.scan(one_record, carry, None, length=records)
 
 
-@functools.partial(jax.jit, static_argnames=("static", "records"), donate_argnums=(2,))
-def _run_chunk(static: Static, records: int, carry: Carry, src, dkeys, data, grid):
-    return jax.vmap(functools.partial(_replica_chunk, static, records), in_axes=(0, 0, 0, None, None))(
-        carry, src, dkeys, data, grid
-    )
+def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dkeys, data, grid):
+    """The replicas of one device, `block` at a time (a loop over blocks, each block vmapped).
+
+    Every update touches each replica's whole state once; a block's state stays in cache across the
+    updates of the chunk, where all replicas at once would stream it from memory every update. The
+    carry is updated in place, block by block."""
+    run = jax.vmap(functools.partial(_replica_chunk, static, records), in_axes=(0, 0, 0, None, None))
+    n = dkeys.shape[0]
+    if block >= n:
+        return run(carry, src, dkeys, data, grid)
+
+    def take(tree, b):
+        return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, b * block, block), tree)
+
+    def put(tree, part, b):
+        return jax.tree.map(lambda x, y: lax.dynamic_update_slice_in_dim(x, y, b * block, 0), tree, part)
+
+    rec_shape = jax.eval_shape(run, take(carry, 0), take(src, 0), take(dkeys, 0), data, grid)[1]
+    recs = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), rec_shape)
+
+    def body(b, state):
+        carry, recs = state
+        c, r = run(take(carry, b), take(src, b), take(dkeys, b), data, grid)
+        return put(carry, c, b), put(recs, r, b)
+
+    return lax.fori_loop(0, n // block, body, (carry, recs))
 
 
-@functools.partial(jax.jit, static_argnames=("static", "speeds"))
-def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds):
+@functools.partial(jax.jit, static_argnames=("static", "records", "block", "mesh"), donate_argnums=(2,))
+def _run_chunk(static: Static, records: int, carry: Carry, src, dkeys, data, grid, block: int, mesh: Mesh | None):
+    fn = functools.partial(_run_blocks, static, records, block)
+    if mesh is not None:  # each device loops over its own replicas
+        rep, same = PS("replica"), PS()
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=(rep, rep, rep, same, same), out_specs=(rep, rep), check_vma=False)
+    return fn(carry, src, dkeys, data, grid)
+
+
+@functools.partial(jax.jit, static_argnames=("static", "speeds", "mesh"))
+def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds, mesh: Mesh | None = None):
     setting = static.setting
     draw = random_draw(static.delay)
     speeds = None if speeds is None else np.asarray(speeds)
@@ -166,6 +196,8 @@ def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds):
         return Carry(tstate, dyn, zero, zero), src, jax.random.fold_in(rkey, 1)
 
     carry, src, dkeys = jax.vmap(one)(replicas)
+    if mesh is not None:  # leaves that do not depend on the replica id would come out replicated
+        carry, src, dkeys = lax.with_sharding_constraint((carry, src, dkeys), NamedSharding(mesh, PS("replica")))
     err, acc = jax.vmap(lambda c: _measure(static, data, c.dynamics))(carry)
     return carry, src, dkeys, err, acc
 
@@ -186,12 +218,29 @@ def _records_per_chunk(n_records: int, record_every: int, replicas: int, grid: i
     return 1
 
 
-def _mesh_and_padding(replicas: int, devices) -> tuple[Mesh | None, int]:
+#: bytes of replica state a block aims at: it should stay in a core's L2 cache across updates
+BLOCK_BYTES = 1 << 20
+
+
+def _block_size(per_device: int, state_bytes: int, block: int | None) -> int:
+    """Replicas per block: about BLOCK_BYTES of state, at least 64 replicas (to amortise the fixed
+    cost of each step), balanced so the blocks tile `per_device` with little padding."""
+    target = block or max(64, BLOCK_BYTES // max(state_bytes, 1))
+    if target >= per_device:
+        return per_device
+    n_blocks = -(-per_device // target)
+    return -(-per_device // n_blocks)
+
+
+def _mesh_and_padding(replicas: int, devices, state_bytes: int, block: int | None) -> tuple[Mesh | None, int, int]:
+    """(mesh or None, padded replica count, replicas per block): padded to whole blocks per device."""
     devices = list(devices) if devices is not None else jax.local_devices()
-    if len(devices) <= 1:
-        return None, replicas
-    padded = -(-replicas // len(devices)) * len(devices)
-    return Mesh(np.asarray(devices), ("replica",)), padded
+    n_dev = max(len(devices), 1)
+    per_device = -(-replicas // n_dev)
+    b = _block_size(per_device, state_bytes, block)
+    padded = -(-per_device // b) * b * n_dev
+    mesh = Mesh(np.asarray(devices), ("replica",)) if n_dev > 1 else None
+    return mesh, padded, b
 
 
 def _hashable_speeds(s: np.ndarray | None):
@@ -249,16 +298,15 @@ def simulate(
     n_records = updates // record_every
     per_chunk = _records_per_chunk(n_records, record_every, replicas, G, problem.dim, setting.K, chunk)
 
-    mesh, padded = _mesh_and_padding(replicas, devices)
+    state_bytes = 4 * G * (setting.P + 2) * problem.dim + 16 * setting.P  # per replica: w, pulled, optimizer, timeline
+    mesh, padded, block = _mesh_and_padding(replicas, devices, state_bytes, None)
     ids = jnp.arange(padded, dtype=jnp.uint32)
     if mesh is not None:
         ids = jax.device_put(ids, NamedSharding(mesh, PS("replica")))
 
     t0 = _time.perf_counter()
-    carry, src, dkeys, err0, acc0 = _init(static, seed, ids, data, grid, _hashable_speeds(s))
-    if mesh is not None:  # leaves that do not depend on the replica id come out replicated: shard them all
-        carry, src, dkeys = jax.device_put((carry, src, dkeys), NamedSharding(mesh, PS("replica")))
-    run = _run_chunk.lower(static, per_chunk, carry, src, dkeys, data, grid).compile()
+    carry, src, dkeys, err0, acc0 = _init(static, seed, ids, data, grid, _hashable_speeds(s), mesh)
+    run = _run_chunk.lower(static, per_chunk, carry, src, dkeys, data, grid, block, mesh).compile()
     jax.block_until_ready(carry)
     compile_seconds = _time.perf_counter() - t0
 

@@ -41,6 +41,11 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:
+    """Save `df` without its index; a text column that also holds numbers (jobs of a sweep that set a key
+    differently) is stored as text."""
+    mixed = [c for c in df.columns if df[c].dtype == object and len({type(v) for v in df[c].dropna()}) > 1]
+    if mixed:
+        df = df.assign(**{c: df[c].map(lambda v: v if v is None or pd.isna(v) else str(v)) for c in mixed})
     return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 

@@ -67,7 +67,8 @@ def job_figure(curves: pd.DataFrame, curves_time: pd.DataFrame, summary: dict) -
         for ax, x, d in ((ax_t, dt["time"], dt), (ax_u, du["update"], du)):
             if "error_theory" in d and d["error_theory"].notna().any():
                 theory_label = "exact E[error]" if color == colors[0] else None
-                ax.plot(x, d["error_theory"], color=color, ls="--", lw=1.2, label=theory_label)
+                theory_color = "k" if len(groups_u) == 1 else color
+                ax.plot(x, d["error_theory"], color=theory_color, ls="--", lw=1.2, label=theory_label, zorder=3)
     if summary.get("target_error") is not None:
         for ax in (ax_t, ax_u):
             ax.axhline(summary["target_error"], color="grey", ls=":", lw=1, label="target")
@@ -94,6 +95,10 @@ def sweep_figure(summary: pd.DataFrame, curves: pd.DataFrame, curves_time: pd.Da
         for ax, df, x in ((ax_t, curves_time, "time"), (ax_u, curves, "update")):
             mask = np.logical_and.reduce([(df[c] == row[c]).to_numpy() for c in match])
             _curve(ax, df.loc[mask, x], df.loc[mask], color, label)
+    targets = summary["target_error"].dropna().unique() if "target_error" in summary else []
+    if len(targets) == 1:
+        for ax in (ax_t, ax_u):
+            ax.axhline(targets[0], color="grey", ls=":", lw=1, label="target" if ax is ax_t else None)
     _finish(ax_t, "wall-clock time", curves_time)
     _finish(ax_u, "updates", curves)
     ends = curves_time.groupby(["job", *grid])["time"].max()

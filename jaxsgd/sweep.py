@@ -95,9 +95,9 @@ def _varying(df: pd.DataFrame, candidates: list[str]) -> list[str]:
     return [c for c in candidates if c in df and df[c].astype(str).nunique(dropna=False) > 1]
 
 
-def gather(root: str | Path, write: bool = True) -> Sweep | None:
-    """Gather every finished job under `root`; with `write`, save the sweep_*.parquet tables there
-    (atomically). Returns None when there is no finished job."""
+def gather(root: str | Path) -> Sweep | None:
+    """Gather every finished job under `root` and save the sweep_*.parquet tables there (atomically).
+    Returns None when there is no finished job."""
     root = Path(root)
     rows, curves, curves_time, swept, keys, grid_cols = [], [], [], [], [], []
     for d in job_dirs(root):
@@ -119,10 +119,9 @@ def gather(root: str | Path, write: bool = True) -> Sweep | None:
     order = [*swept, *sorted(keys, key=lambda k: "." in k), *grid_cols]
     by = _varying(summary, list(dict.fromkeys(order))) or ["variant"]
     sweep = Sweep(root, summary, pd.concat(curves, ignore_index=True), pd.concat(curves_time, ignore_index=True), by, grid_cols)
-    if write:
-        write_parquet(root / "sweep_summary.parquet", sweep.summary)
-        write_parquet(root / "sweep_curves.parquet", sweep.curves)
-        write_parquet(root / "sweep_curves_time.parquet", sweep.curves_time)
+    write_parquet(root / "sweep_summary.parquet", sweep.summary)
+    write_parquet(root / "sweep_curves.parquet", sweep.curves)
+    write_parquet(root / "sweep_curves_time.parquet", sweep.curves_time)
     return sweep
 
 

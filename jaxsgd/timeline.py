@@ -79,10 +79,24 @@ def _argmin_first(x: jax.Array) -> jax.Array:
     return jnp.argmin(x).astype(jnp.int32)
 
 
+#: up to this many workers, _smallest_k ranks by pairwise comparison (P^2 vectorised compares) rather
+#: than calling lax.top_k (a per-row partial sort on CPU)
+RANK_MAX_P = 32
+
+
 def _smallest_k(x: jax.Array, K: int) -> tuple[jax.Array, jax.Array]:
     """The K smallest entries ascending and their indices (ties: lower index first)."""
-    neg, idx = lax.top_k(-x, K)
-    return -neg, idx.astype(jnp.int32)
+    P = x.shape[0]
+    if P > RANK_MAX_P:
+        neg, idx = lax.top_k(-x, K)
+        return -neg, idx.astype(jnp.int32)
+    i = jnp.arange(P, dtype=jnp.int32)
+    # rank of x_i = number of entries before it in the order (value, index)
+    before = (x[None, :] < x[:, None]) | ((x[None, :] == x[:, None]) & (i[None, :] < i[:, None]))
+    rank = jnp.sum(before, axis=1, dtype=jnp.int32)
+    pick = rank[None, :] == jnp.arange(K, dtype=jnp.int32)[:, None]  # (K, P): one True per row
+    idx = jnp.sum(jnp.where(pick, i[None, :], 0), axis=1, dtype=jnp.int32)
+    return x[idx], idx
 
 
 def _restart_all(state: TimelineState, src, draw: Draw) -> tuple[jax.Array, jax.Array]:
@@ -316,6 +330,13 @@ def _scan_chunk(state: TimelineState, src, setting: Setting, draw: Draw, length:
     return jax.vmap(one_replica)(state, src)
 
 
+@functools.partial(jax.jit, static_argnames=("P", "speeds"))
+def _sources(base: jax.Array, replicas: jax.Array, P: int, speeds: tuple | None):
+    """Random sources of the given replicas from the key of the seed (compiled once per shape)."""
+    s = None if speeds is None else np.asarray(speeds)
+    return jax.vmap(lambda r: random_source(replica_key(base, r), P, s))(replicas)
+
+
 @functools.partial(jax.jit, static_argnames=("setting", "draw"))
 def _init(src, setting: Setting, draw: Draw):
     return jax.vmap(lambda s: init_state(setting, s, draw))(src)
@@ -364,9 +385,9 @@ def timeline(
     if chunk is not None:
         chunk = positive_int("chunk", chunk)
     s = speed_pattern(speeds, setting.P)
-    src = jax.jit(
-        jax.vmap(lambda r: random_source(replica_key(seed, r), setting.P, s)), static_argnums=()
-    )(jnp.arange(replicas, dtype=jnp.uint32))
+    speeds_key = None if s is None else tuple(float(x) for x in s)
+    base = seed if isinstance(seed, jax.Array) else jax.random.key(seed)
+    src = _sources(base, jnp.arange(replicas, dtype=jnp.uint32), setting.P, speeds_key)
     tl, _ = _run(setting, src, random_draw(delay), updates, chunk, replicas)
     return tl
 
@@ -382,9 +403,12 @@ def from_compute_times(
     updates = positive_int("updates", updates)
     if chunk is not None:
         chunk = positive_int("chunk", chunk)
-    table = jnp.asarray(compute_times)
-    if table.ndim != 3 or table.shape[1] != setting.P:
-        raise ConfigError(f"compute_times has shape {table.shape}: must be (replicas, P={setting.P}, jobs).")
+    host = np.asarray(compute_times)
+    if host.ndim != 3 or host.shape[1] != setting.P or host.shape[0] < 1 or host.shape[2] < 1:
+        raise ConfigError(f"compute_times has shape {host.shape}: must be (replicas >= 1, P={setting.P}, jobs >= 1).")
+    if not np.issubdtype(host.dtype, np.number) or not np.all(np.isfinite(host)) or not np.all(host > 0):
+        raise ConfigError("compute_times is invalid: every compute time must be a finite number > 0.")
+    table = jnp.asarray(host)
     tl, state = _run(setting, table, table_draw, updates, chunk, table.shape[0])
     if int(np.max(np.asarray(state.count))) > table.shape[2]:
         raise ConfigError(

@@ -155,6 +155,12 @@ def test_closed_form_means():
     assert Hyperexponential(probs=(0.5, 0.5), rates=(1.0, 0.25)).mean == pytest.approx(2.5)
 
 
+def test_constant_cdf_of_its_own_sample_is_one():
+    law = Constant(value=0.7)
+    x = np.asarray(law.sample(jax.random.key(0), (3,)))
+    np.testing.assert_array_equal(law.cdf(x), 1.0)
+
+
 # ------------------------------------------------------------------ traces
 
 def test_trace_csv_with_header(trace_csv):

@@ -467,3 +467,18 @@ def test_from_compute_times_bad_updates_or_chunk(kwargs, field):
     kwargs = {"updates": 5, **kwargs}
     with pytest.raises(ConfigError, match=field):
         from_compute_times("k_sync", 3, 2, np.ones((2, 3, 50), np.float32), **kwargs)
+
+
+@pytest.mark.parametrize("bad", ["negative", "nan", "inf", "no-replicas"])
+def test_from_compute_times_rejects_invalid_tables(bad):
+    table = np.ones((1, 2, 10), np.float32)
+    if bad == "negative":
+        table[0, 0, 0] = -5.0
+    elif bad == "nan":
+        table[0, 1, 1] = np.nan
+    elif bad == "inf":
+        table[0, 1, 0] = np.inf
+    else:
+        table = np.ones((0, 2, 10), np.float32)
+    with pytest.raises(ConfigError, match="compute_times"):
+        from_compute_times("k_batch_async", 2, 1, table, 4)

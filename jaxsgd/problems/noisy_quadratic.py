@@ -64,7 +64,14 @@ class NoisyQuadratic(Problem):
         weights = weights.astype(points.dtype)
         eps = jax.random.normal(key, points.shape[1:], points.dtype)
         noise_scale = jnp.sqrt(jnp.sum(weights**2) * self.sigma2 / batch_size)
-        return data * jnp.sum(weights[:, None] * points, axis=0) + noise_scale * jnp.sqrt(data) * eps  # fuses on CPU
+        K = points.shape[0]
+        if K <= 16:  # unrolled: one elementwise loop with the gather and the noise (a reduce would not fuse on CPU)
+            combined = weights[0] * points[0]
+            for l in range(1, K):
+                combined = combined + weights[l] * points[l]
+        else:
+            combined = jnp.einsum("k,kd->d", weights, points)
+        return data * combined + noise_scale * jnp.sqrt(data) * eps
 
     @property
     def f_star(self):
