@@ -5,9 +5,12 @@ and plot the result, write the outputs (summary.json, curves.parquet, curves_tim
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import platform
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,14 @@ from tqdm import tqdm
 from . import __version__, theory
 from .delays import DelayLaw
 from .engine import simulate
+from .errors import ConfigError
 from .lr import Optimizer, Rule
 from .outputs import cell, plain, write_figure, write_json, write_parquet
 from .problems import Problem
 from .results import QUANTILES, Result
 from .variants import Setting
 
-__all__ = ["Job", "Runtime", "configure_jax", "run", "key_columns", "tables", "summarise", "FILES"]
+__all__ = ["Job", "Runtime", "configure_jax", "run", "key_columns", "tables", "summarise", "finished", "versions", "FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class Job:
     runtime: Runtime
     config: dict  # the resolved config as plain containers (for summary.json)
     notes: tuple[str, ...] = ()  # remarks worth a log line (e.g. a K that a variant alias overrides)
+    resume: bool = False  # skip the job when its output directory holds finished results of the same config
+    config_hash: str = ""  # hash of what determines the results (config.config_hash), kept in summary.json
 
 
 def configure_jax(rt: Runtime) -> None:
@@ -146,7 +152,8 @@ def _theory_error(job: Job, result: Result, updates: np.ndarray) -> np.ndarray |
     if job.setting.stale or expected is None or job.lr.name != "constant" or job.lr.schedule or not plain_sgd:
         return None
     etas = result.grid["eta"].to_numpy()
-    return np.stack([expected(float(eta), job.setting.K, job.batch_size, updates) for eta in etas])
+    with np.errstate(over="ignore", invalid="ignore"):  # an unstable rate: the exact error overflows to inf
+        return np.stack([expected(float(eta), job.setting.K, job.batch_size, updates) for eta in etas])
 
 
 def _time_grid(result: Result) -> np.ndarray:
@@ -209,14 +216,31 @@ def summarise(job: Job, result: Result, keys: Mapping[str, Any], meta: Mapping[s
     s.setdefault("reached_fraction", None)
     grid = result.grid_summary(job.target_error).rename(columns=names)
     s["grid"] = [{k: plain(v) for k, v in row.items()} for _, row in grid.iterrows()]
+    for row in s["grid"]:
+        row["diverged_replicas"] = int(round(row["diverged_fraction"] * job.replicas))
+    s["diverged_replicas"] = int(round((s.get("diverged_fraction") or 0.0) * job.replicas))
+    s["aggregates"] = "error statistics are over the replicas that never diverged (replicas_finite in the tables)"
     s["keys"] = dict(keys)
     s["jaxsgd_version"] = __version__
     s["jax_version"] = jax.__version__
+    s["versions"] = versions()
     s["backend"] = jax.default_backend()
     s["precision"] = job.runtime.precision
     s["config"] = job.config
+    s["config_hash"] = job.config_hash
     s.update(meta or {})
     return plain(s)
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages that decide a job's numbers."""
+    out: dict[str, str | None] = {"jaxsgd": __version__, "python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "numpy", "optax", "scipy", "pandas", "pyarrow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
 
 
 def _line(s: Mapping[str, Any]) -> str:
@@ -229,9 +253,16 @@ def _line(s: Mapping[str, Any]) -> str:
     else:
         theory_text = ""
     err = s.get("final_error_mean")
-    err_text = "all diverged" if err is None else f"final error {err:.4g}"
+    if s.get("all_diverged"):
+        err_text = "every replica diverged"
+    elif err is None:
+        err_text = "no final error (most replicas diverged at every learning rate)"
+    else:
+        err_text = f"final error {err:.4g}"
     if s.get("final_error_sem") is not None:
         err_text += f" ± {s['final_error_sem']:.2g}"
+    if not s.get("all_diverged") and s.get("diverged_replicas"):
+        err_text += f" ({s['diverged_replicas']}/{s['replicas']} diverged, left out)"
     target = ""
     if s["target_error"] is not None:
         t50 = s["time_to_target_q50"]
@@ -244,15 +275,94 @@ def _line(s: Mapping[str, Any]) -> str:
     )
 
 
+def _report_divergence(summary: Mapping[str, Any]) -> None:
+    """Log the replicas that diverged (non-finite error), per learning-rate grid point, and say that the
+    aggregates leave them out; a clear warning when every replica diverged."""
+    R = summary["replicas"]
+    if summary.get("all_diverged"):
+        log.warning(
+            "every replica diverged (non-finite error) at every learning rate: the error columns of the tables are "
+            "empty (replicas_finite=0) and summary.json says all_diverged=true; try a smaller learning rate."
+        )
+        return
+    grid_cols = list(summary.get("best_grid_point") or {})
+    for row in summary["grid"]:
+        n = row.get("diverged_replicas") or 0
+        if n:
+            where = ", ".join(f"{c}={row[c]}" for c in grid_cols)
+            log.warning("%s: %d/%d replicas diverged (%.1f%%), left out of the aggregates",
+                        where or "the job", n, R, 100.0 * n / R)
+
+
 # --------------------------------------------------------------------------------------------------
 # the job
 
 
+def _read_summary(out: Path) -> dict | None:
+    try:
+        s = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):  # none (or unreadable: never written by jaxsgd, which writes atomically)
+        return None
+    return s if isinstance(s, dict) else None
+
+
+def finished(output_dir: str | Path, config_hash: str | None = None) -> dict | None:
+    """The summary of the finished job in `output_dir` (summary.json, written last, and every file it
+    lists present), if its config hash is `config_hash` (any, when None); else None."""
+    out = Path(output_dir)
+    s = _read_summary(out)
+    if s is None or (config_hash is not None and s.get("config_hash") != config_hash):
+        return None
+    if not all((out / f).is_file() for f in s.get("files") or []):
+        return None
+    return s
+
+
+def _clear(out: Path) -> None:
+    """Remove a previous job's results before computing, summary.json (the completion marker) first, and
+    temporary files a killed job left: until this job writes its own summary.json, the directory holds
+    nothing that looks finished."""
+    (out / "summary.json").unlink(missing_ok=True)
+    for name in FILES:
+        (out / name).unlink(missing_ok=True)
+    for tmp in out.glob(".*.tmp"):
+        if any(tmp.name.startswith(f".{name}.") for name in FILES):
+            tmp.unlink(missing_ok=True)
+
+
+def _resume(job: Job, out: Path) -> dict | None:
+    """With resume: the finished summary to keep (the job is skipped), or None to run the job. Refuses
+    (ConfigError) to replace finished results of a different config."""
+    previous = _read_summary(out)
+    if previous is None:
+        return None
+    done = finished(out, job.config_hash)
+    if done is not None:
+        log.info("resume: %s holds the finished results of this config (config_hash %s): skipped", out, job.config_hash)
+        return done
+    if previous.get("config_hash") != job.config_hash:
+        raise ConfigError(
+            f"resume=true: {out} holds the finished results of a different config (config_hash "
+            f"{previous.get('config_hash')}, this job's is {job.config_hash}); jaxsgd does not overwrite them. Resume "
+            f"with the same overrides as the interrupted run, or use a new output directory (hydra.sweep.dir / hydra.run.dir)."
+        )
+    return None  # the same config, but files are missing: run it again
+
+
 def run(job: Job, output_dir: str | Path, meta: Mapping[str, Any] | None = None) -> dict:
     """Simulate `job`, write its outputs into `output_dir` (each file atomically, summary.json last) and
-    log one line; returns the summary. `meta` is added to summary.json (e.g. overrides, choices)."""
+    log one line; returns the summary. `meta` is added to summary.json (e.g. overrides, choices).
+
+    Any previous results in `output_dir` are removed first (summary.json first). With `job.resume`, a
+    directory holding the finished results of the same config (the same config_hash) is left untouched
+    and its summary returned; one holding another config's finished results is refused (ConfigError)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if job.resume:
+        kept = _resume(job, out)
+        if kept is not None:
+            return kept
+    _clear(out)
     for note in job.notes:
         log.info(note)
     s = job.setting
@@ -272,17 +382,22 @@ def run(job: Job, output_dir: str | Path, meta: Mapping[str, Any] | None = None)
     if job.figure:
         from .plot import job_figure  # matplotlib: only when drawing
 
-        fig = job_figure(frames["curves"], frames["curves_time"], summary)
+        with np.errstate(over="ignore", invalid="ignore"):  # an exact error that overflowed (unstable rate)
+            fig = job_figure(frames["curves"], frames["curves_time"], summary)
+        if summary["all_diverged"]:
+            for ax in fig.axes:
+                ax.text(0.5, 0.5, "every replica diverged\n(non-finite error)", transform=ax.transAxes, ha="center",
+                        va="center", color="firebrick", fontsize=12)
 
     written = [f"{name}.parquet" for name in frames] + (["figure.png"] if fig is not None else [])
     summary["output_dir"] = str(out.resolve())
     summary["files"] = written + ["summary.json"]
     if fig is not None:
-        write_figure(out / "figure.png", fig)
+        with np.errstate(over="ignore", invalid="ignore"):
+            write_figure(out / "figure.png", fig)
     for name, df in frames.items():
         write_parquet(out / f"{name}.parquet", df)
     write_json(out / "summary.json", summary)  # last: its presence marks a finished job
-    for stale in set(FILES) - set(summary["files"]):  # left by an earlier job in a reused directory
-        (out / stale).unlink(missing_ok=True)
+    _report_divergence(summary)
     log.info("%s -> %s", _line(summary), out)
     return summary

@@ -1,22 +1,33 @@
 """The Hydra application behind `python -m jaxsgd` and the `jaxsgd` command: one job per run; --multirun
-sweeps any keys, and the GatherSweep callback gathers the jobs. Bad input exits with status 2 and one line.
+sweeps any keys, and the GatherSweep callback gathers the jobs.
+
+Bad input ends the process with status 2 and one message naming the key, the value and what is allowed,
+without a traceback: a misspelled group option or key is caught before Hydra starts (`preflight`, with
+close suggestions, which Hydra's own message lacks), a bad value when the job's config is built. Values
+that Hydra itself rejects (e.g. text for an integer key) end with Hydra's message and status 1.
 
 The task function lives here, in an importable module, so that launchers running jobs in other processes
 (joblib, submitit) can pickle it by reference."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sys
+from collections.abc import Sequence
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from . import app
-from .config import CONF_DIR, build, runtime
-from .errors import ConfigError
+from .config import CONF_DIR, JobConfig, build, options, runtime
+from .errors import ConfigError, suggest, unknown
 
 log = logging.getLogger("jaxsgd")
+
+#: Exit status of a run ended by bad input.
+USAGE_ERROR = 2
 
 
 def _meta() -> dict:
@@ -35,10 +46,121 @@ def task(cfg: DictConfig) -> None:
         app.run(job, HydraConfig.get().runtime.output_dir, _meta())
     except ConfigError as exc:
         log.error("%s", exc)
-        raise SystemExit(2) from None
+        raise SystemExit(USAGE_ERROR) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# preflight: group options and keys, checked against the library before Hydra composes anything
+
+
+def _group_params() -> dict[str, dict[str, set[str]]]:
+    """{group: {option: its parameter names}} for the groups generated from the library."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for group, opts in options().items():
+        out[group] = {}
+        for name, node in opts.items():
+            if dataclasses.is_dataclass(node):
+                out[group][name] = {f.name for f in dataclasses.fields(node)}
+            else:
+                out[group][name] = set(node) if group != "variant" else set()
+    return out
+
+
+def _yaml_options(group: str, config_dir: str | None) -> set[str] | None:
+    """The options of a group of yaml files under conf/ (e.g. experiment, experiment/lr_rule); None when
+    unknown here (not a directory of conf/, or an extra --config-dir may add more)."""
+    d = CONF_DIR / group
+    if config_dir or not d.is_dir():
+        return None
+    return {p.stem for p in d.glob("*.yaml")}
+
+
+def _defaults() -> dict[str, str]:
+    """{group: default option} from the defaults list of conf/config.yaml."""
+    out = {}
+    try:
+        for entry in OmegaConf.load(CONF_DIR / "config.yaml").get("defaults", []):
+            if isinstance(entry, (DictConfig, dict)):
+                out.update({str(k): str(v) for k, v in dict(entry).items()})
+    except Exception:  # an unreadable config.yaml: Hydra will say so
+        pass
+    return out
+
+
+def _values(override) -> list[str] | None:
+    """The option names an override selects (every value of a choice sweep); None when unknown (glob)."""
+    if override.is_delete():
+        return None
+    if override.is_sweep_override():
+        if override.value_type is not None and override.value_type.name == "GLOB_CHOICE_SWEEP":
+            return None
+        return [str(v) for v in override.sweep_string_iterator()]
+    return [override.get_value_element_as_str()]
+
+
+def preflight(argv: Sequence[str]) -> str | None:
+    """The message for the first override that names an unknown group option or an unknown key, with close
+    suggestions; None when every one is known, or when the command line does not parse (Hydra says why)."""
+    try:
+        from hydra._internal.utils import get_args_parser
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        args = get_args_parser().parse_args(list(argv))
+        if args.help or args.hydra_help or args.shell_completion or args.info:
+            return None
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (Exception, SystemExit):  # Hydra reports what it cannot parse
+        return None
+
+    params = _group_params()
+    groups = {**{g: set(o) for g, o in params.items()}, "experiment": _yaml_options("experiment", args.config_dir)}
+    keys = [f.name for f in dataclasses.fields(JobConfig)]
+    # the options this command line selects, group by group (None: not known here)
+    chosen: dict[str, set[str] | None] = {g: {d} for g, d in _defaults().items() if g in params}
+    presets = [o for o in overrides if not o.key_or_group.startswith("hydra")
+               and (o.key_or_group == "experiment" or "/" in o.key_or_group)]
+    if presets:
+        chosen = {g: None for g in params}  # a preset (experiment, experiment/lr_rule, ...) may change any group's option
+    for o in overrides:
+        if o.key_or_group in params and o.package is None:
+            vals = _values(o)
+            chosen[o.key_or_group] = None if vals is None else set(vals)
+
+    for o in overrides:
+        key = o.key_or_group
+        if key.startswith("hydra") or o.package is not None:
+            continue
+        if key in groups or "/" in key:  # GROUP=OPTION (a nested group: experiment/lr_rule=...)
+            allowed = groups[key] if key in groups else _yaml_options(key, args.config_dir)
+            for value in _values(o) or []:
+                if allowed is not None and value not in allowed:
+                    hint = " (any other optax optimizer: optimizer.name=NAME)" if key == "optimizer" else ""
+                    return f"{unknown(key, value, allowed)}{hint}"
+            continue
+        top, _, rest = key.partition(".")
+        if top not in keys and top not in groups:
+            return (f"{key}: not a jaxsgd key; the keys are {', '.join(keys)} (groups: {', '.join(groups)})."
+                    f"{suggest(top, keys + list(groups))}")
+        if top in params and rest:
+            param = rest.split(".")[0]
+            opts = chosen.get(top) or set(params[top])
+            known = set().union(*(params[top].get(op, set()) for op in opts)) if opts else set()
+            if not known:  # an option we do not know: its own message comes first
+                continue
+            if param not in known:
+                which = f"{top}={'|'.join(sorted(opts))}" if chosen.get(top) else top
+                return (f"{key}: {which} has no parameter {param!r}; its parameters are "
+                        f"{', '.join(sorted(known - {'name'}))}.{suggest(param, sorted(known - {'name'}))}")
+    return None
 
 
 def main() -> None:
     """Entry point of `python -m jaxsgd` and the `jaxsgd` console script."""
+    problem = preflight(sys.argv[1:])
+    if problem is not None:
+        print(f"jaxsgd: {problem}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
 
+
+__all__ = ["main", "task", "preflight", "USAGE_ERROR"]

@@ -10,6 +10,8 @@ so every law, problem and rule is an option named as in the library, with its co
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import types
 import typing
@@ -22,10 +24,10 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from . import delays, lr, problems, variants
 from .app import Job, Runtime
-from .errors import ConfigError, positive, positive_int, require
+from .errors import ConfigError, positive, positive_int, require, suggest
 from .lr import Optimizer
 
-__all__ = ["CONF_DIR", "JobConfig", "register", "options", "runtime", "build"]
+__all__ = ["CONF_DIR", "JobConfig", "register", "options", "runtime", "build", "config_hash", "RUNTIME_KEYS", "MAX_SEED"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -66,6 +68,7 @@ class JobConfig:
     devices: int | None = MISSING
     precision: int = MISSING
     compilation_cache: str | None = MISSING
+    resume: bool = MISSING
     delay: Any = MISSING
     problem: Any = MISSING
     lr: Any = MISSING
@@ -197,6 +200,77 @@ def _split(node: dict) -> tuple[str, dict]:
     return params.pop("name"), params
 
 
+def _make(group: str, registry: dict, make, node: dict):
+    """Build a group's library object, checking its parameter names first (with close suggestions) and
+    turning any other complaint of the constructor (a ValueError or TypeError, e.g. from optax) into a
+    ConfigError that names the group."""
+    name, params = _split(node)
+    cls = registry.get(name)
+    if cls is not None:
+        fields = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+        for key in params:
+            if key not in fields:
+                raise ConfigError(f"{group}.{key}: {group}={name} has no parameter {key!r}; its parameters are "
+                                  f"{', '.join(fields)}.{suggest(key, fields)}")
+    try:
+        return make(name, **params)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        shown = ", ".join(f"{group}.{k}={v!r}" for k, v in params.items())
+        raise ConfigError(f"{group}={name} ({shown}) is invalid: {exc}") from None
+
+
+#: Keys that change how a job runs, not what it computes: left out of the config hash (see `config_hash`).
+RUNTIME_KEYS = ("progress", "compilation_cache", "resume", "devices", "chunk")
+
+#: The largest seed: seeds are 32-bit signed integers inside the compiled simulation, whatever the precision.
+MAX_SEED = 2**31 - 1
+
+
+def config_hash(config: dict, data: dict | None = None) -> str:
+    """A short hash of what determines a job's results: the resolved config without RUNTIME_KEYS (and
+    without Hydra's keys, which a job's config never holds), plus `data`, the digests of the files the
+    job reads (a trace, an .npz), so that an edited file is a different config."""
+    payload = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    payload["_data"] = data or {}
+    text = json.dumps(payload, sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _data_digests(delay, problem) -> dict:
+    out = {}
+    if getattr(delay, "_digest", None):  # delays.Trace: sha1 of its values
+        out["delay"] = delay._digest
+    if getattr(problem, "sha1", None):  # problems.Npz: sha1 of the file
+        out["problem"] = problem.sha1
+    return out
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(replicas: int, updates: int, record_every: int, grid: int, save_replicas: bool) -> None:
+    """Refuse a job whose records alone would not fit in this machine's memory (before compute, rather
+    than fail with MemoryError after the simulation)."""
+    records = updates // record_every + 1
+    per_value = replicas * records * 8
+    need = per_value * (2 * grid + 3)  # error and accuracy per grid point, time, staleness; and the tables
+    if save_replicas:
+        need += per_value * grid * 8  # replicas.parquet in long form: ~8 columns
+    total = _physical_memory()
+    if total and need > 0.8 * total:
+        raise ConfigError(
+            f"replicas={replicas} x updates/record_every={records - 1} records x {grid} learning-rate grid point(s)"
+            f"{' with save_replicas=true' if save_replicas else ''} need about {need / 2**30:.1f} GiB of memory for the "
+            f"records, more than this machine's {total / 2**30:.1f} GiB allows: raise record_every or lower replicas."
+        )
+
+
 def build(cfg: DictConfig) -> Job:
     """Turn a composed config into a Job of library objects, checking every value (ConfigError names the key).
 
@@ -207,16 +281,13 @@ def build(cfg: DictConfig) -> Job:
     keys = [f.name for f in dataclasses.fields(JobConfig)]
     unknown_keys = sorted(set(c) - set(keys))
     if unknown_keys:  # added with +KEY=VALUE
-        raise ConfigError(f"{', '.join(unknown_keys)}: not a jaxsgd key; the keys are {', '.join(keys)}.")
+        raise ConfigError(f"{', '.join(unknown_keys)}: not a jaxsgd key; the keys are {', '.join(keys)}."
+                          f"{suggest(unknown_keys[0], keys)}")
     rt = runtime(c)
-    name, params = _split(c["delay"])
-    delay = delays.make(name, **params)
-    name, params = _split(c["problem"])
-    problem = problems.make(name, **params)
-    name, params = _split(c["lr"])
-    rule = lr.make(name, **params)
-    name, params = _split(c["optimizer"])
-    optimizer = Optimizer(name, params["kwargs"])
+    delay = _make("delay", delays.LAWS, delays.make, c["delay"])
+    problem = _make("problem", problems.PROBLEMS, problems.make, c["problem"])
+    rule = _make("lr", lr.RULES, lr.make, c["lr"])
+    optimizer = _make("optimizer", {}, lambda name, kwargs: Optimizer(name, kwargs), c["optimizer"])
 
     variant, P, K = c["variant"], c["P"], c["K"]
     notes = []
@@ -235,6 +306,10 @@ def build(cfg: DictConfig) -> Job:
     require(updates % record_every == 0, "record_every", record_every, f"must divide updates={updates}")
     target = None if c["target_error"] is None else positive("target_error", c["target_error"])
     chunk = None if c["chunk"] is None else positive_int("chunk", c["chunk"])
+    replicas = positive_int("replicas", c["replicas"])
+    seed = positive_int("seed", c["seed"], minimum=0)
+    require(seed <= MAX_SEED, "seed", seed, f"must be an integer in 0..{MAX_SEED}")
+    _check_memory(replicas, updates, record_every, rule.grid_size, bool(c["save_replicas"]))
     return Job(
         setting=setting,
         delay=delay,
@@ -242,10 +317,10 @@ def build(cfg: DictConfig) -> Job:
         lr=rule,
         optimizer=optimizer,
         updates=updates,
-        replicas=positive_int("replicas", c["replicas"]),
+        replicas=replicas,
         record_every=record_every,
         batch_size=positive_int("batch_size", c["batch_size"]),
-        seed=positive_int("seed", c["seed"], minimum=0),
+        seed=seed,
         speeds=speeds,
         chunk=chunk,
         target_error=target,
@@ -255,4 +330,6 @@ def build(cfg: DictConfig) -> Job:
         runtime=rt,
         config=c,
         notes=tuple(notes),
+        resume=bool(c["resume"]),
+        config_hash=config_hash(c, _data_digests(delay, problem)),
     )

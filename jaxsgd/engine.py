@@ -90,6 +90,10 @@ def _init_dynamics(static: Static, data, params: dict) -> Dynamics:
     return Dynamics(w, pulled, _optimizer(static, params).init(w))
 
 
+#: k_async with at most this many workers updates the per-worker models by a select, not a scatter
+BLEND_MAX_P = int(__import__("os").environ.get("JAXSGD_BLEND_MAX_P", 32))
+
+
 def _apply(static: Static, data, dyn: Dynamics, params: dict, worker, staleness, key) -> Dynamics:
     """Update j of one replica at one grid point: average the K gradients and step the optimizer."""
     setting = static.setting
@@ -105,7 +109,11 @@ def _apply(static: Static, data, dyn: Dynamics, params: dict, worker, staleness,
     w = optax.apply_updates(dyn.w, updates)
     pulled = dyn.pulled
     if setting.variant == "k_async":  # pushers wait and pull w_{j+1}
-        pulled = pulled.at[worker].set(w)
+        if setting.P <= BLEND_MAX_P:  # one vectorised select over all P rows beats a scalar scatter of K rows
+            pushed = jnp.any(worker[:, None] == jnp.arange(setting.P, dtype=worker.dtype)[None, :], axis=0)
+            pulled = jnp.where(pushed[:, None], w, pulled)
+        else:
+            pulled = pulled.at[worker].set(w)
     elif setting.variant == "k_batch_async":  # pushers pull w_j at once, the K-th pusher w_{j+1}
         pulled = pulled.at[worker[: K - 1]].set(dyn.w).at[worker[K - 1]].set(w)
     return Dynamics(w, pulled, opt_state)
@@ -120,56 +128,80 @@ def _measure(static: Static, data, dyn: Dynamics) -> tuple[jax.Array, jax.Array]
     return err, acc
 
 
-def _replica_chunk(static: Static, records: int, carry: Carry, src: RandomSource, dkey, data, grid: dict):
-    """Advance one replica by `records` x `record_every` updates; returns (carry, Record (records,))."""
+def _timeline_chunk(static: Static, updates: int, tstate: TimelineState, src: RandomSource):
+    """Advance one replica's timeline by `updates` updates: (state, Event with a leading (updates,) axis)."""
     setting = static.setting
     step = STEPS[setting.variant]
     draw = random_draw(static.delay)
+    return lax.scan(lambda s, _: step(s, src, setting.K, draw), tstate, None, length=updates)
+
+
+def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkey, j0, worker, staleness, data, grid: dict):
+    """Advance one replica's models (every grid point) through the given events, `records` x
+    `record_every` updates from update j0; returns (dynamics, error (records, G), accuracy (records, G))."""
+    every = static.record_every
     apply = jax.vmap(functools.partial(_apply, static, data), in_axes=(0, 0, None, None, None))
+    # update j's noise key, all drawn up front: inside the loop XLA would fuse the key's hash into the
+    # noise kernel and recompute it for every coordinate
+    j = (j0 + jnp.arange(records * every, dtype=j0.dtype)).astype(jnp.uint32)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(dkey), j)
 
-    def one_update(c: Carry, _):
-        j = c.timeline.update
-        tstate, ev = step(c.timeline, src, setting.K, draw)
-        dyn = apply(c.dynamics, grid, ev.worker, ev.staleness, jax.random.fold_in(fast_key(dkey), j))
-        stale = jnp.sum(ev.staleness).astype(jnp.int32)
-        fresh = jnp.sum(ev.staleness == 0).astype(jnp.int32)
-        return Carry(tstate, dyn, c.staleness_sum + stale, c.fresh + fresh), None
+    # Update j's events travel in the loop state, sliced one update ahead: sliced inside the noise
+    # kernel, the dynamic indexing stopped XLA:CPU from vectorising it.
+    def one_update(c, ev_next):
+        dyn, ev = c
+        return (apply(dyn, grid, *ev), ev_next), None
 
-    def one_record(c: Carry, _):
-        zero = jnp.zeros((), jnp.int32)
-        c, _ = lax.scan(one_update, c._replace(staleness_sum=zero, fresh=zero), None, length=static.record_every)
-        err, acc = _measure(static, data, c.dynamics)
-        return c, Record(c.timeline.clock, c.staleness_sum, c.fresh, err, acc)
+    def one_record(c, ev_next):
+        c, _ = lax.scan(one_update, c, ev_next)
+        return c, _measure(static, data, c[0])
 
-    return lax.scan(one_record, carry, None, length=records)
+    events = (worker, staleness, keys)
+    first = jax.tree.map(lambda x: x[0], events)
+    ahead = jax.tree.map(lambda x: jnp.concatenate([x[1:], x[-1:]]).reshape(records, every, *x.shape[1:]), events)
+    (dyn, _), (err, acc) = lax.scan(one_record, (dyn, first), ahead)
+    return dyn, err, acc
 
 
 def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dkeys, data, grid):
-    """The replicas of one device, `block` at a time (a loop over blocks, each block vmapped).
+    """Advance the replicas of one device by `records` x `record_every` updates.
 
-    Every update touches each replica's whole state once; a block's state stays in cache across the
-    updates of the chunk, where all replicas at once would stream it from memory every update. The
-    carry is updated in place, block by block."""
-    run = jax.vmap(functools.partial(_replica_chunk, static, records), in_axes=(0, 0, 0, None, None))
+    Timing never depends on the model, so the chunk runs in two passes. First the timeline of every
+    replica at once (its state is a few numbers per worker, so a big batch stays in cache and each
+    step's kernels are amortised over many replicas); then the models, `block` replicas at a time (a
+    loop over blocks, each vmapped): a block's per-worker models stay in cache across the updates of
+    the chunk, where all replicas at once would stream them from memory every update. The carry is
+    updated in place, block by block."""
+    every, K = static.record_every, static.setting.K
     n = dkeys.shape[0]
+    j0 = carry.timeline.update
+    tstate, ev = jax.vmap(functools.partial(_timeline_chunk, static, records * every))(carry.timeline, src)
+    run = jax.vmap(functools.partial(_dynamics_chunk, static, records), in_axes=(0, 0, 0, 0, 0, None, None))
     if block >= n:
-        return run(carry, src, dkeys, data, grid)
+        dyn, err, acc = run(carry.dynamics, dkeys, j0, ev.worker, ev.staleness, data, grid)
+    else:
 
-    def take(tree, b):
-        return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, b * block, block), tree)
+        def take(tree, b):
+            return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, b * block, block), tree)
 
-    def put(tree, part, b):
-        return jax.tree.map(lambda x, y: lax.dynamic_update_slice_in_dim(x, y, b * block, 0), tree, part)
+        def put(tree, part, b):
+            return jax.tree.map(lambda x, y: lax.dynamic_update_slice_in_dim(x, y, b * block, 0), tree, part)
 
-    rec_shape = jax.eval_shape(run, take(carry, 0), take(src, 0), take(dkeys, 0), data, grid)[1]
-    recs = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), rec_shape)
+        events = (dkeys, j0, ev.worker, ev.staleness)
+        shape = jax.eval_shape(run, take(carry.dynamics, 0), *take(events, 0), data, grid)
+        out = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), shape[1:])
 
-    def body(b, state):
-        carry, recs = state
-        c, r = run(take(carry, b), take(src, b), take(dkeys, b), data, grid)
-        return put(carry, c, b), put(recs, r, b)
+        def body(b, state):
+            dyn, out = state  # updated in place: each block is read once, then overwritten
+            d, *o = run(take(dyn, b), *take(events, b), data, grid)
+            return put(dyn, d, b), put(out, tuple(o), b)
 
-    return lax.fori_loop(0, n // block, body, (carry, recs))
+        dyn, (err, acc) = lax.fori_loop(0, n // block, body, (carry.dynamics, out))
+    stal = ev.staleness.reshape(n, records, every * K)
+    stale_sum = jnp.sum(stal, axis=-1, dtype=jnp.int32)
+    fresh = jnp.sum(stal == 0, axis=-1, dtype=jnp.int32)
+    record = Record(ev.time[:, every - 1 :: every], stale_sum, fresh, err, acc)
+    return Carry(tstate, dyn, stale_sum[:, -1], fresh[:, -1]), record
 
 
 @functools.partial(jax.jit, static_argnames=("static", "records", "block", "mesh"), donate_argnums=(2,))

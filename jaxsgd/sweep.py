@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 
 from .outputs import cell, write_figure, write_parquet
 
-__all__ = ["Sweep", "gather", "render_table", "write_sweep_figure", "GatherSweep", "JOB_METRICS"]
+__all__ = ["Sweep", "gather", "render_table", "write_sweep_figure", "GatherSweep", "JOB_METRICS", "SWEEP_FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,10 @@ JOB_METRICS = (
     "time_per_update_bound_kind", "time_per_update_bound", "staleness_mean", "staleness_mean_theory",
     "fresh_fraction", "compile_seconds", "run_seconds",
 )
+
+
+#: What gathering writes at a sweep root.
+SWEEP_FILES = ("sweep_summary.parquet", "sweep_curves.parquet", "sweep_curves_time.parquet", "sweep_figure.png")
 
 
 @dataclasses.dataclass
@@ -101,7 +105,16 @@ def gather(root: str | Path) -> Sweep | None:
     root = Path(root)
     rows, curves, curves_time, swept, keys, grid_cols = [], [], [], [], [], []
     for d in job_dirs(root):
-        s = json.loads((d / "summary.json").read_text())
+        try:
+            s = json.loads((d / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable summary.json (%s): skipped", d, exc)
+            continue
+        missing = [f for f in ("curves.parquet", "curves_time.parquet") if not (d / f).is_file()]
+        if missing or not isinstance(s, dict) or "keys" not in s or "grid" not in s:
+            why = f"no {', '.join(missing)}" if missing else "not a job summary"
+            log.warning("%s: not a finished jaxsgd job (%s): skipped", d, why)
+            continue
         job = d.relative_to(root).as_posix() if d != root else "."
         overrides = _override_keys(s.get("overrides") or [])
         grid = list(s.get("best_grid_point") or {})
@@ -195,6 +208,13 @@ class GatherSweep(Callback):
     def __init__(self, table: bool = True, figure: bool = True) -> None:
         self.table = table
         self.figure = figure
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        """A sweep into a directory that holds gathered tables (a rerun, or a resume after a crash) removes
+        them first: until this sweep ends and gathers again, nothing at the root looks like its result."""
+        root = Path(str(config.hydra.sweep.dir))
+        for name in SWEEP_FILES:
+            (root / name).unlink(missing_ok=True)
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         root = Path(str(config.hydra.sweep.dir))

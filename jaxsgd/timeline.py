@@ -79,24 +79,36 @@ def _argmin_first(x: jax.Array) -> jax.Array:
     return jnp.argmin(x).astype(jnp.int32)
 
 
-#: up to this many workers, _smallest_k ranks by pairwise comparison (P^2 vectorised compares) rather
-#: than calling lax.top_k (a per-row partial sort on CPU)
-RANK_MAX_P = 32
+#: up to this many workers, _smallest_k ranks by pairwise comparison (P^2 vectorised compares) and
+#: _put writes by one-hot selects, rather than calling lax.top_k (a per-row partial sort on CPU) and
+#: scatters (scalar loops that also force copies of the loop state)
+SMALL_P = 32
 
 
 def _smallest_k(x: jax.Array, K: int) -> tuple[jax.Array, jax.Array]:
     """The K smallest entries ascending and their indices (ties: lower index first)."""
     P = x.shape[0]
-    if P > RANK_MAX_P:
+    if P > SMALL_P:
         neg, idx = lax.top_k(-x, K)
         return -neg, idx.astype(jnp.int32)
     i = jnp.arange(P, dtype=jnp.int32)
-    # rank of x_i = number of entries before it in the order (value, index)
-    before = (x[None, :] < x[:, None]) | ((x[None, :] == x[:, None]) & (i[None, :] < i[:, None]))
-    rank = jnp.sum(before, axis=1, dtype=jnp.int32)
-    pick = rank[None, :] == jnp.arange(K, dtype=jnp.int32)[:, None]  # (K, P): one True per row
-    idx = jnp.sum(jnp.where(pick, i[None, :], 0), axis=1, dtype=jnp.int32)
-    return x[idx], idx
+    # before[j, i]: entry j precedes entry i in the order (value, index). Every reduction below runs
+    # over the leading axis, which XLA vectorises along the trailing one.
+    before = (x[:, None] < x[None, :]) | ((x[:, None] == x[None, :]) & (i[:, None] < i[None, :]))
+    rank = jnp.sum(before, axis=0, dtype=jnp.int32)
+    pick = rank[:, None] == jnp.arange(K, dtype=jnp.int32)[None, :]  # (P, K): one True per column
+    idx = jnp.sum(jnp.where(pick, i[:, None], 0), axis=0, dtype=jnp.int32)
+    return jnp.sum(jnp.where(pick, x[:, None], 0), axis=0, dtype=x.dtype), idx
+
+
+def _put(x: jax.Array, idx: jax.Array, values) -> jax.Array:
+    """x.at[idx].set(values) for distinct indices idx (K,); values (K,) or a scalar."""
+    P = x.shape[0]
+    if P > SMALL_P:
+        return x.at[idx].set(values)
+    hit = idx[:, None] == jnp.arange(P, dtype=idx.dtype)[None, :]  # (K, P)
+    values = jnp.broadcast_to(jnp.asarray(values, x.dtype), idx.shape)
+    return jnp.where(jnp.any(hit, axis=0), jnp.sum(jnp.where(hit, values[:, None], 0), axis=0, dtype=x.dtype), x)
 
 
 def _restart_all(state: TimelineState, src, draw: Draw) -> tuple[jax.Array, jax.Array]:
@@ -138,9 +150,9 @@ def _k_async(state: TimelineState, src, K: int, draw: Draw):
     staleness = state.update - state.version[idx]
     x = draw(src, idx, state.count[idx])
     new = TimelineState(
-        finish=state.finish.at[idx].set(t + x),
-        version=state.version.at[idx].set(state.update + 1),
-        count=state.count.at[idx].add(1),
+        finish=_put(state.finish, idx, t + x),
+        version=_put(state.version, idx, state.update + 1),
+        count=_put(state.count, idx, state.count[idx] + 1),
         clock=t,
         update=state.update + 1,
     )

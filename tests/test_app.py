@@ -109,7 +109,7 @@ def test_multirun_is_gathered_into_one_table(tmp_path, cache, capsys):
 
 
 BAD = {  # case: (arguments, exit status (None: Hydra's own), what the message must say)
-    "unknown option": (["delay=paretoo"], None, ["delay/paretoo", "Available options in 'delay'", "shifted_exponential"]),
+    "unknown option": (["delay=paretoo"], 2, ["delay='paretoo' is not known", "shifted_exponential", "Did you mean 'pareto'"]),
     "out of range": (["delay.rate=-1"], 2, ["delay.rate=-1.0 is invalid: must be a finite number > 0"]),
     "K above P": (["variant=k_async", "K=9"], 2, ["K=9 is invalid for variant=k_async: must be in 1..P (P=8)"]),
     "missing file": (["delay=trace", "delay.path=missing.csv"], 2, ["delay.path='missing.csv' is invalid: no such file"]),

@@ -97,16 +97,54 @@ def check_invariants(tl, variant: str, P: int, K: int, updates: int) -> None:
                     version[i] = j + 1 if (canon == "k_async" or l == K - 1) else j
 
 
+def check_clock_against_table(tl, variant: str, P: int, K: int, table: np.ndarray, updates: int) -> None:
+    """Invariants that tie the clock and each worker's gradient count to the compute-time table
+    (table[r, i, n]: worker i's n-th job), from SPEC §2 alone, in the clock's float32 arithmetic.
+
+    k_sync restarts every worker at each update: update j applies the K jobs table[:, :, j] that finish
+    first (finish = t_j + x; ties: lower index), t_{j+1} is the K-th finish, and each worker pushes at most
+    once per update. k_batch_async never idles or cancels a worker: its n-th gradient arrives at the sum of
+    its first n compute times, so the gradients of update j arrive in [t_{j-1}, t_j], the K-th exactly at
+    t_j, and worker i's number of gradients by t_J lies between its number of epochs before t_J and up to
+    t_J."""
+    canon = CANONICAL.get(variant, variant)
+    f32 = np.float32
+    if canon == "k_sync":
+        prev = np.concatenate([np.zeros((tl.time.shape[0], 1), f32), tl.time[:, :-1].astype(f32)], axis=1)
+        finish = prev[:, None, :] + table[:, :, :updates].astype(f32)  # (R, P, updates), float32 sums
+        order = np.argsort(finish, axis=1, kind="stable")[:, :K]  # (R, K, updates)
+        np.testing.assert_array_equal(tl.time, np.take_along_axis(finish, order[:, -1:], axis=1)[:, 0])
+        np.testing.assert_array_equal(tl.worker, np.moveaxis(order, 1, 2))
+    if canon == "k_batch_async":
+        epochs = np.cumsum(table.astype(f32), axis=2, dtype=f32)  # float32, one addition at a time
+        for r in range(tl.time.shape[0]):
+            pushed = np.zeros(P, np.int64)
+            previous = f32(0)
+            for j in range(updates):
+                for l, i in enumerate(tl.worker[r, j]):
+                    arrival = epochs[r, i, pushed[i]]
+                    pushed[i] += 1
+                    assert previous <= arrival <= tl.time[r, j], (r, j, l)
+                    if l == K - 1:
+                        assert arrival == tl.time[r, j], (r, j, l)
+                previous = tl.time[r, j]
+            end = tl.time[r, -1]
+            before, upto = np.sum(epochs[r] < end, axis=1), np.sum(epochs[r] <= end, axis=1)
+            assert np.all(before <= pushed) and np.all(pushed <= upto), (before, pushed, upto)
+
+
 @SETTINGS
 @given(vpk=variant_P_K(), law=LAWS, seed=st.integers(0, 2**31 - 1))
 def test_random_tables_agree_with_reference(vpk, law, seed):
-    """Compute times drawn from a random law: the invariants hold, and the JAX timeline is the
-    independent event simulation's, event for event (float32 clock arithmetic on both sides)."""
+    """Compute times drawn from a random law: the invariants hold (with the clock and the gradient counts
+    tied to the table), and the JAX timeline is the independent event simulation's, event for event
+    (float32 clock arithmetic on both sides)."""
     variant, P, K, Ke = vpk
     full = np.asarray(law.sample(jax.random.key(seed), (REPLICAS, MAX_P, JOBS)), np.float32)
     table = full[:, :P, : UPDATES * Ke + 1]
     tl = from_compute_times(variant, P, K, table, UPDATES)
     check_invariants(tl, variant, P, Ke, UPDATES)
+    check_clock_against_table(tl, variant, P, Ke, table, UPDATES)
     for r in range(REPLICAS):
         time, worker, staleness = ref.simulate(variant, table[r].tolist(), P, Ke, UPDATES, dtype=np.float32)
         np.testing.assert_array_equal(tl.worker[r], worker)
