@@ -145,7 +145,7 @@ def first(df: pd.DataFrame, column: str) -> Any:
 
 
 def steady_time_per_update(update: np.ndarray, time_mean: np.ndarray, warmup: float = 0.25,
-                           batches: int = 10) -> tuple[float, float]:
+                           batches: int = 20) -> tuple[float, float]:
     """Long-run mean time per update and its standard error from one job's recorded times.
 
     (t_J - t_{J0}) / (J - J0) with the first `warmup` share of the updates left out: the start (all

@@ -129,7 +129,11 @@ def _plot_law(ax, df: pd.DataFrame, delay: str) -> None:
         s = sub[sub.variant == v]
         ax.errorbar(s.K + offsets[v], s.sim, yerr=2 * s.se.fillna(0), fmt="o", ms=4.5, color=C.COLORS[v],
                     label=f"{C.LABELS[v]} (simulated)", zorder=3)
-    ax.set_title(law_row.law, fontsize=9)
+    title = law_row.law
+    if delay == "hyperexponential":  # E[X_K:P] grows steeply at K=P: a log axis keeps small K readable
+        ax.set_yscale("log")
+        title += " (log scale)"
+    ax.set_title(title, fontsize=9)
     ax.set_xlabel("K (gradients per update)")
     ax.set_ylabel("mean time per update E[T]")
     ax.set_xticks(Ks)

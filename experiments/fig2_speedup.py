@@ -73,14 +73,16 @@ def draw(t: C.Tables, out: Path) -> C.Section:
     fig = C.new_figure(12, 4.8)
     ax, ax_r = fig.subplots(1, 2, width_ratios=(1.4, 1))
     Ps = np.arange(2, int(df.P.max()) + 1)
-    for (delay, g), color in zip(df.groupby("delay", sort=False), ("C0", "C3", "C2")):
+    groups = list(df.groupby("delay", sort=False))
+    for i, ((delay, g), color) in enumerate(zip(groups, ("C0", "C3", "C2"))):
         law = g.law_obj.iloc[0]
         curve = [theory.speedup_async_over_sync(int(P), law) for P in Ps]
         name = "P·H_P" if delay == "exponential" else "E[X_P:P] / (E[X]/P)"
         ax.plot(Ps, curve, color=color, lw=1.3, label=f"theory {name}: {g.law.iloc[0]}")
         ax.errorbar(g.P, g.speedup, yerr=2 * g.speedup_se.fillna(0), fmt="o", color=color, ms=5,
                     label=f"simulated: {g.law.iloc[0]}", zorder=3)
-        ax_r.errorbar(g.P, g.speedup / g.theory - 1, yerr=2 * g.speedup_se.fillna(0) / g.theory, fmt="o-", ms=4,
+        shift = 1.04 ** (i - (len(groups) - 1) / 2)  # side by side
+        ax_r.errorbar(g.P * shift, g.speedup / g.theory - 1, yerr=2 * g.speedup_se.fillna(0) / g.theory, fmt="o-", ms=4,
                       color=color, label=g.law.iloc[0])
     ax.plot(Ps, Ps, color="grey", ls=":", lw=1, label="P (linear)")
     for a in (ax, ax_r):

@@ -449,6 +449,6 @@ def speeds(spec, P: int) -> np.ndarray | None:
         raise ConfigError(
             f"speeds={spec!r} is invalid: must be None, one of {', '.join(SPEED_PATTERNS)}, or P={P} positive numbers."
         ) from None
-    require(s.size == P, "speeds", list(s), f"must have P={P} entries (one per worker)")
-    require(bool(np.all(np.isfinite(s) & (s > 0))), "speeds", list(s), "every speed factor must be finite and > 0")
+    require(s.size == P, "speeds", s.tolist(), f"must have P={P} entries (one per worker)")
+    require(bool(np.all(np.isfinite(s) & (s > 0))), "speeds", s.tolist(), "every speed factor must be finite and > 0")
     return s

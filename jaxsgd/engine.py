@@ -33,7 +33,7 @@ from .errors import ConfigError, positive_int, require
 from .lr import Constant, Optimizer, Rule
 from .problems.base import Problem
 from .results import Records, Result
-from .timeline import STEPS, RandomSource, TimelineState, fast_key, init_state, random_draw, random_source, replica_key
+from .timeline import TimelineState, fast_key, init_state, random_draw, random_source, replica_key, scan_events, settle
 from .variants import Setting, resolve
 
 __all__ = ["simulate", "Static"]
@@ -128,14 +128,6 @@ def _measure(static: Static, data, dyn: Dynamics) -> tuple[jax.Array, jax.Array]
     return err, acc
 
 
-def _timeline_chunk(static: Static, updates: int, tstate: TimelineState, src: RandomSource):
-    """Advance one replica's timeline by `updates` updates: (state, Event with a leading (updates,) axis)."""
-    setting = static.setting
-    step = STEPS[setting.variant]
-    draw = random_draw(static.delay)
-    return lax.scan(lambda s, _: step(s, src, setting.K, draw), tstate, None, length=updates)
-
-
 def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkey, j0, worker, staleness, data, grid: dict):
     """Advance one replica's models (every grid point) through the given events, `records` x
     `record_every` updates from update j0; returns (dynamics, error (records, G), accuracy (records, G))."""
@@ -144,7 +136,7 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkey, j0, worke
     # update j's noise key, all drawn up front: inside the loop XLA would fuse the key's hash into the
     # noise kernel and recompute it for every coordinate
     j = (j0 + jnp.arange(records * every, dtype=j0.dtype)).astype(jnp.uint32)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(dkey), j)
+    keys = settle(jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(dkey), j))
 
     # Update j's events travel in the loop state, sliced one update ahead: sliced inside the noise
     # kernel, the dynamic indexing stopped XLA:CPU from vectorising it.
@@ -175,7 +167,7 @@ def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dke
     every, K = static.record_every, static.setting.K
     n = dkeys.shape[0]
     j0 = carry.timeline.update
-    tstate, ev = jax.vmap(functools.partial(_timeline_chunk, static, records * every))(carry.timeline, src)
+    tstate, ev = scan_events(static.setting, random_draw(static.delay), carry.timeline, src, records * every)
     run = jax.vmap(functools.partial(_dynamics_chunk, static, records), in_axes=(0, 0, 0, 0, 0, None, None))
     if block >= n:
         dyn, err, acc = run(carry.dynamics, dkeys, j0, ev.worker, ev.staleness, data, grid)
@@ -319,6 +311,7 @@ def simulate(
     require(updates % record_every == 0, "record_every", record_every, f"must divide updates={updates}")
     if chunk is not None:
         chunk = positive_int("chunk", chunk)
+    require(isinstance(seed, (int, np.integer)) and 0 <= int(seed) <= 2**31 - 1, "seed", seed, "must be an integer in 0..2**31-1")
     s = speed_pattern(speeds, setting.P)
 
     static = Static(setting, delay, problem, lr.structure(), optimizer, batch_size, record_every)

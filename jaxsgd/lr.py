@@ -92,7 +92,7 @@ class Rule:
                 raise unknown("lr.schedule", self.schedule, [s for s in schedules if _takes_init_value(s)])
             try:
                 fn(init_value=1.0, **_thaw(self.schedule_kwargs))
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ConfigError(
                     f"lr.schedule_kwargs={_thaw(self.schedule_kwargs)!r} do not fit optax.{self.schedule}: {exc}"
                 ) from None
@@ -303,7 +303,7 @@ class Optimizer:
             raise unknown("optimizer.name", self.name, allowed)
         try:
             self.build(0.1)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"optimizer.kwargs={_thaw(self.kwargs)!r} do not fit optax.{base}: {exc}") from None
 
     def build(self, learning_rate) -> optax.GradientTransformation:

@@ -209,9 +209,12 @@ def init_state(setting: Setting, src, draw: Draw, dtype=None) -> TimelineState:
 # XLA:CPU lowers JAX's threefry2x32 primitive as a rolled 5-iteration loop whose every step is a
 # separate kernel over the whole batch; inside the simulation loop that made the random numbers the
 # dominant cost. FAST_THREEFRY is the same Threefry-2x32 generator with the hash unrolled into plain
-# elementwise jnp code, which XLA fuses and vectorises. It reproduces JAX's default generator
-# (threefry2x32, partitionable mode) bit for bit -- keys, fold_in, split and every jax.random
-# sampler -- so swapping it in (`fast_key`) changes speed, never numbers. tests/test_rng.py checks it.
+# elementwise jnp code, which XLA fuses and vectorises. Its keys also defer fold_in: a key is
+# (k1, k2, n, pending), and (k1, k2) is folded with n only when the key is used, in the same kernel as
+# the draw (a folded key materialised as a pair would be hashed twice, once per word). It reproduces
+# JAX's default generator (threefry2x32, partitionable mode) bit for bit -- fold_in, split and every
+# jax.random sampler -- so swapping it in (`fast_key`) changes speed, never the random bits.
+# tests/test_rng.py checks it.
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -237,22 +240,35 @@ def _counts(shape) -> jax.Array:
     return lax.iota(jnp.uint32, max(size, 1))[:size].reshape(shape)
 
 
+def _resolve(key) -> tuple[jax.Array, jax.Array]:
+    """The threefry key words of a FAST_THREEFRY key (4,): the pending fold_in applied."""
+    a, b = threefry2x32(key[0], key[1], np.uint32(0), key[2])
+    pending = key[3] != 0
+    return jnp.where(pending, a, key[0]), jnp.where(pending, b, key[1])
+
+
 def _hash(key, counts) -> tuple[jax.Array, jax.Array]:
-    return threefry2x32(key[0], key[1], jnp.zeros_like(counts), counts)
+    k1, k2 = _resolve(key)
+    return threefry2x32(k1, k2, jnp.zeros_like(counts), counts)
+
+
+def _plain(a, b, axis=-1):
+    zero = jnp.zeros_like(a)
+    return jnp.stack([a, b, zero, zero], axis=axis)
 
 
 def _seed(seed):
-    return jax.random.key_data(jax.random.key(seed, impl="threefry2x32"))
+    k = jax.random.key_data(jax.random.key(seed, impl="threefry2x32"))
+    return _plain(k[0], k[1])
 
 
 def _split(key, shape):
-    a, b = _hash(key, _counts(shape))
-    return jnp.stack([a, b], axis=-1)
+    return _plain(*_hash(key, _counts(shape)))
 
 
 def _fold_in(key, data):
-    a, b = _hash(key, jnp.asarray(data, jnp.uint32))
-    return jnp.stack([a, b])
+    k1, k2 = _resolve(key)
+    return jnp.stack([k1, k2, jnp.asarray(data, jnp.uint32), np.uint32(1)])
 
 
 def _random_bits(key, bit_width, shape):
@@ -264,7 +280,7 @@ def _random_bits(key, bit_width, shape):
 
 
 FAST_THREEFRY = jax.extend.random.define_prng_impl(
-    key_shape=(2,), seed=_seed, split=_split, random_bits=_random_bits, fold_in=_fold_in,
+    key_shape=(4,), seed=_seed, split=_split, random_bits=_random_bits, fold_in=_fold_in,
     name="jaxsgd_threefry2x32_unrolled", tag="fty",
 )
 
@@ -278,7 +294,23 @@ def fast_key(key: jax.Array) -> jax.Array:
         and str(jax.random.key_impl(key)) == "threefry2x32"
         and jax.config.jax_threefry_partitionable
     ):
-        return jax.random.wrap_key_data(jax.random.key_data(key), impl=FAST_THREEFRY)
+        kd = jax.random.key_data(key)
+        return jax.random.wrap_key_data(_plain(kd[..., 0], kd[..., 1]), impl=FAST_THREEFRY)
+    return key
+
+
+def settle(key: jax.Array) -> jax.Array:
+    """A FAST_THREEFRY key with its pending fold_in applied, to hash once where a key is drawn from
+    many times (in a kernel over the draws, a pending fold_in would be redone for each); any other
+    key unchanged."""
+    if (
+        isinstance(key, jax.Array)
+        and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        and jax.random.key_impl(key) == FAST_THREEFRY
+    ):
+        kd = jax.random.key_data(key)
+        a, b = _resolve(jnp.moveaxis(kd, -1, 0))
+        return jax.random.wrap_key_data(_plain(a, b), impl=FAST_THREEFRY)
     return key
 
 
@@ -301,7 +333,77 @@ def random_draw(delay: DelayLaw) -> Draw:
         x = jax.vmap(lambda k: delay.sample(k))(keys)
         return x * src.speeds[workers]
 
+    draw.delay = delay  # lets scan_events draw from the key words directly
     return draw
+
+
+# ---------------------------------------------------------------------------- many replicas at once
+
+
+def _k_async_columns(K: int, sample, state: TimelineState, words: jax.Array, speeds: jax.Array):
+    """One k_async update of a batch of replicas stored column-wise: state.finish/version/count
+    (P, R), clock/update (R,), words (2, P, R) the workers' key words, speeds (P, R). The same
+    numbers as vmap(_k_async), but every reduction runs across workers, elementwise along replicas,
+    where XLA vectorises it (under vmap the worker axis is the minor one and nothing vectorises)."""
+    finish, version, count, _, update = state
+    P = finish.shape[0]
+    i = jnp.arange(P, dtype=jnp.int32)
+    fi, fj = finish[:, None, :], finish[None, :, :]
+    before = (fj < fi) | ((fj == fi) & (i[None, :, None] < i[:, None, None]))  # [i, j]: j before i
+    rank = jnp.sum(before, axis=1, dtype=jnp.int32)  # (P, R): arrival order of the current jobs
+    sel = rank[None] == jnp.arange(K, dtype=jnp.int32)[:, None, None]  # (K, P, R)
+
+    def pick(v):  # (P, R) -> (K, R): the value of the l-th arrival
+        return jnp.sum(jnp.where(sel, v[None], 0), axis=1, dtype=v.dtype)
+
+    idx = pick(jnp.broadcast_to(i[:, None], finish.shape))
+    t = pick(finish)[K - 1]
+    x = sample(pick(words[0]), pick(words[1]), pick(count).astype(jnp.uint32)) * pick(speeds)
+    pushed = rank < K
+    spread = jnp.sum(jnp.where(sel, x[:, None, :], 0), axis=0, dtype=x.dtype)  # (P, R): x of each pusher
+    new = TimelineState(
+        finish=jnp.where(pushed, t + spread, finish),
+        version=jnp.where(pushed, update + 1, version),
+        count=count + pushed,
+        clock=t,
+        update=update + 1,
+    )
+    return new, Event(t, idx, update - pick(version))
+
+
+def _columns_ok(setting: Setting, draw, src) -> bool:
+    return (
+        setting.variant == "k_async"
+        and setting.P <= SMALL_P
+        and hasattr(draw, "delay")
+        and isinstance(src, RandomSource)
+        and fast_key(src.keys[:1]).dtype != src.keys.dtype  # a threefry key FAST_THREEFRY reproduces
+    )
+
+
+def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length: int) -> tuple[TimelineState, Event]:
+    """Advance every replica of a batch (leading axis) by `length` updates: (state, Event with leaves
+    (replicas, length, ...)). Small-P k_async runs column-wise (_k_async_columns); the rest vmaps STEPS."""
+    if not _columns_ok(setting, draw, src):
+        step = STEPS[setting.variant]
+
+        def one(state, src):
+            return lax.scan(lambda s, _: step(s, src, setting.K, draw), state, None, length=length)
+
+        return jax.vmap(one)(state, src)
+
+    delay = draw.delay
+
+    def sample(k1, k2, n):  # X of fold_in(key (k1, k2), n), as random_draw draws it
+        keys = jax.random.wrap_key_data(jnp.stack([k1, k2, n, jnp.ones_like(n)], axis=-1), impl=FAST_THREEFRY)
+        return jax.vmap(jax.vmap(delay.sample))(keys)
+
+    words = jnp.moveaxis(jax.random.key_data(src.keys), -1, 0).swapaxes(1, 2)  # (2, P, R)
+    cols = state._replace(finish=state.finish.T, version=state.version.T, count=state.count.T)
+    step = functools.partial(_k_async_columns, setting.K, sample, words=words, speeds=src.speeds.T)
+    cols, ev = lax.scan(lambda s, _: step(s), cols, None, length=length)
+    state = cols._replace(finish=cols.finish.T, version=cols.version.T, count=cols.count.T)
+    return state, Event(ev.time.T, jnp.transpose(ev.worker, (2, 0, 1)), jnp.transpose(ev.staleness, (2, 0, 1)))
 
 
 def replica_key(seed: int | jax.Array, replica: jax.Array) -> jax.Array:
@@ -334,12 +436,7 @@ def default_chunk(replicas: int, K: int, budget_bytes: int = 64 << 20) -> int:
 
 @functools.partial(jax.jit, static_argnames=("setting", "draw", "length"))
 def _scan_chunk(state: TimelineState, src, setting: Setting, draw: Draw, length: int):
-    step = STEPS[setting.variant]
-
-    def one_replica(state, src):
-        return lax.scan(lambda s, _: step(s, src, setting.K, draw), state, None, length=length)
-
-    return jax.vmap(one_replica)(state, src)
+    return scan_events(setting, draw, state, src, length)
 
 
 @functools.partial(jax.jit, static_argnames=("P", "speeds"))

@@ -93,7 +93,7 @@ class NoisyQuadratic(Problem):
         e0 = self.init**2
         j = np.asarray(updates, dtype=np.float64)[:, None]
         # closed form of the affine recursion x_{j+1} = a x_j + b
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             fixed = np.where(a != 1.0, b / (1.0 - a), 0.0)
             second = np.where(a != 1.0, a**j * (e0 - fixed) + fixed, e0 + j * b)
         return 0.5 * np.sum(h * second, axis=1)
