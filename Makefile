@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
 figures: $(STAMP)
-	$(BIN)/python experiments/make_figures.py
+	$(BIN)/python experiments/make_figures.py $(if $(SCALE),--scale $(SCALE))
 
 clean:
 	rm -rf outputs multirun figures .pytest_cache

@@ -76,7 +76,7 @@ import jaxsgd  # noqa: E402
 from jaxsgd.delays import Exponential  # noqa: E402
 from jaxsgd.lr import Constant  # noqa: E402
 from jaxsgd.problems import NoisyQuadratic  # noqa: E402
-from jaxsgd.timeline import fast_key, replica_key  # noqa: E402
+from jaxsgd.timeline import compile_loop, fast_key, replica_key  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ workload
 
@@ -223,7 +223,7 @@ def roofline_runner(w: dict, replicas: int):
     else:
         ids = jnp.arange(padded, dtype=jnp.uint32)
     t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(ids).compile()
+    compiled = compile_loop(jax.jit(fn).lower(ids), devices[0].platform)  # the engine's compiler options
     compile_seconds = time.perf_counter() - t0
 
     def run():
@@ -280,11 +280,11 @@ def timeline_alone(w: dict, replicas: int, repeat: int) -> dict:
 
 def scaling(w: dict, quick: bool) -> dict:
     """jaxsgd run time against replicas, P (K = P/4) and updates, the other two at a base value."""
-    base = dict(w, replicas=256 if quick else 1024, updates=100 if quick else 1000)
+    base = dict(w, replicas=128 if quick else 2048, updates=100 if quick else 1000)
     axes = {
-        "replicas": [base["replicas"] // 2, base["replicas"]] if quick else [512, 1024, 2048, 4096, 8192],
-        "P": [8, 16] if quick else [4, 16, 64, 256],
-        "updates": [base["updates"], 2 * base["updates"]] if quick else [500, 1000, 2000, 4000],
+        "replicas": [64, 128] if quick else [1024, 2048, 4096, 8192, 16384],
+        "P": [8, 16] if quick else [4, 8, 16, 32, 64, 128, 256],
+        "updates": [100, 200] if quick else [500, 1000, 2000, 4000],
     }
     out = {}
     for axis, values in axes.items():
@@ -328,6 +328,9 @@ def run_case(case: str, kw: dict) -> dict:
                    staleness_mean=res.staleness_mean, trajectory_updates_per_second=res.trajectory_updates_per_second)
     elif case == "timeline":
         out = timeline_alone(w, kw["replicas"], 1)
+    elif case == "import":  # the floor: Python, JAX, jaxsgd and the CPU devices, nothing run
+        jax.block_until_ready(jnp.zeros(3) + 1)
+        out = dict(seconds=0.0)
     else:
         raise SystemExit(f"unknown case {case!r}")
     out["wall_seconds"] = time.perf_counter() - t
@@ -443,8 +446,10 @@ def main() -> int:
     if not ARGS.no_memory:
         print("\npeak resident memory, each case alone in a subprocess:", flush=True)
         mem = {}
-        sizes = {"naive": w["naive_replicas"], "numpy": w["numpy_replicas"], "roofline": w["replicas"],
+        sizes = {"import": 0, "naive": w["naive_replicas"], "numpy": w["numpy_replicas"], "roofline": w["replicas"],
                  "jaxsgd": w["replicas"], "timeline": w["replicas"]}
+        if ARGS.quick:  # the smoke run checks the mechanism only
+            sizes = {k: sizes[k] for k in ("import", "jaxsgd")}
         for case, r in sizes.items():
             mem[case] = subprocess_case(case, dict(workload=w, replicas=r), timeout=900)
             print(f"  {case:10s} {r:6d} replicas: {mem[case].get('peak_rss_mb', float('nan')):8.0f} MB", flush=True)

@@ -27,6 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 Z_AGREE = 4.0
 #: a difference between two simulated means counts as real when it exceeds this many standard errors.
 Z_DIFFER = 2.0
+#: family-wise false-alarm rate of a figure's simulated-vs-theory comparisons (see z_limit)
+FAMILY = 0.05
+
+
+def z_limit(n: int) -> float:
+    """The |z| up to which a simulated value agrees with theory when a figure makes `n` such comparisons:
+    Z_AGREE, raised to the Bonferroni bound (two-sided, family-wise FAMILY) where n is large enough for
+    chance alone to push one of them beyond Z_AGREE."""
+    from scipy.stats import norm
+
+    return max(Z_AGREE, float(norm.isf(FAMILY / (2 * max(n, 1)))))
 
 #: Colours of the variants, the same in every figure (sync is K-sync with K=P, async K-batch-async K=1).
 COLORS = {"k_sync": "C0", "sync": "C0", "k_batch_sync": "C1", "k_async": "C2", "k_batch_async": "C3", "async": "C3"}

@@ -57,10 +57,10 @@ def describe(r: R.Tradeoff, cs: list[C.Check], where: str) -> str:
     path = R.frontier_path(r)
     b = R.best_at(r)
     floor, grows = cs[0], cs[-1]
-    words = (f"In {where}, the frontier runs through " + ", then ".join(f"{n} (from t ≈ {t0:.3g})" for t0, n in path[:6])
-             + (", ..." if len(path) > 6 else "") + ". ")
+    words = (f"In {where}, the frontier runs through " + ", then ".join(f"{n} (from t ≈ {t0:.3g})" for t0, n in path[:8])
+             + (", ..." if len(path) > 8 else "") + ". ")
     words += (f"The best configuration at the budgets t = {', '.join(f'{x:.3g}' for x in r.budgets)} is "
-              + ", ".join(f"{C.LABELS[row.variant]} K={row.K}" for row in b.itertuples()) + ": ")
+              + ", ".join(R.config_name(row.variant, row.K, r.P) for row in b.itertuples()) + ": ")
     words += ("the best K grows with the budget, which is the paper's error-runtime trade-off (agrees)."
               if grows.passed else "the best K does not grow with the budget as the paper's trade-off predicts (disagrees).")
     if floor is not grows:

@@ -65,6 +65,10 @@ def checks(g: pd.DataFrame, best: pd.DataFrame) -> list[C.Check]:
         z = (p["final_error_mean"] - c["final_error_mean"]) / se if se > 0 else 0.0
         passed = True if z < -C.Z_DIFFER else (False if z > C.Z_DIFFER else None)
         word = {True: "lower", False: "higher", None: "no different (within 2 SE)"}[passed]
+        C_max = g.loc[g["lr"] == "compensating", "extra"].max()
+        if p["extra"] == C_max and p["final_error_mean"] == c["final_error_mean"]:
+            word += (f"; its best C is the largest of the grid ({C_max:g}), where the compensation never binds: "
+                     "it is the fixed rate")
         out.append(C.Check(
             "tuned for a fixed budget, the paper's compensating rule reaches a lower error than a tuned fixed rate",
             passed if passed is not None else False,
@@ -75,7 +79,8 @@ def checks(g: pd.DataFrame, best: pd.DataFrame) -> list[C.Check]:
         # compensating rule (best C at that eta_max) still converges
         fixed = g[g["lr"] == "constant"].set_index("eta")
         comp = g[(g["lr"] == "compensating") & (g["diverged_fraction"] == 0)].groupby("eta")["final_error_mean"].min()
-        unstable = [e for e, row in fixed.iterrows() if row["diverged_fraction"] > 0 or not row["final_error_mean"] < row["start"]]
+        unstable = [e for e, row in fixed.iterrows()
+                    if row["diverged_fraction"] > 0 or not row["final_error_mean"] < row["start"]]
         if unstable:
             start = float(g["start"].max())
             saved = [e for e in unstable if e in comp.index and comp[e] < start]
@@ -90,7 +95,8 @@ def checks(g: pd.DataFrame, best: pd.DataFrame) -> list[C.Check]:
     out.append(C.Check(
         "every rule's best learning rate lies inside its grid (the tuning is conclusive)",
         edge.empty,
-        "all inside" if edge.empty else "on the edge: " + ", ".join(f"{r} (eta={e:.3g})" for r, e in zip(edge["lr"], edge["eta"])),
+        "all inside" if edge.empty else
+        "on the edge: " + ", ".join(f"{r} (eta={e:.3g})" for r, e in zip(edge["lr"], edge["eta"])),
     ))
     return out
 
@@ -101,23 +107,26 @@ def draw(t: C.Tables, out: Path) -> C.Section:
     fig = C.new_figure(14, 5.2)
     ax_g, ax_t = fig.subplots(1, 2, width_ratios=(1, 1.15))
     start = float(g["start"].max())
-    for rule in best["lr"]:
+    for k, rule in enumerate(best["lr"]):
         sub = g[(g["lr"] == rule) & (g["diverged_fraction"] == 0)]
         curve = sub.groupby("eta")["final_error_mean"].min()  # best extra parameter at each eta
         color = RULE_COLORS.get(rule, "C7")
-        ax_g.plot(curve.index, curve.to_numpy(), "o-", ms=3, lw=1.2, color=color, label=RULE_LABELS.get(rule, rule))
+        wide = rule == "constant"  # under the others where they coincide with it
+        ax_g.plot(curve.index, curve.to_numpy(), "o-", ms=3, lw=3 if wide else 1.2, alpha=0.45 if wide else 1,
+                  color=color, label=RULE_LABELS.get(rule, rule), zorder=1 if wide else 2)
         b = best[best["lr"] == rule].iloc[0]
         ax_g.scatter([b["eta"]], [b["final_error_mean"]], marker="*", s=160, color=color, edgecolor="k", zorder=4)
         div = g[(g["lr"] == rule) & (g["diverged_fraction"] > 0)]["eta"].unique()
-        if len(div):
-            ax_g.scatter(div, np.full(len(div), start * 3), marker="x", color=color, s=18)
+        if len(div):  # one row of crosses per rule above the plot's curves
+            ax_g.scatter(div, np.full(len(div), start * 2.2 * 1.25**k), marker="x", color=color, s=18)
     ax_g.axhline(start, color="grey", ls=":", lw=1, label="starting error")
     ax_g.set_xscale("log")
     ax_g.set_yscale("log")
-    ax_g.set_ylim(top=start * 6)
+    ax_g.set_ylim(best["final_error_mean"].min() / 2, start * 2.2 * 1.25 ** len(best) * 1.2)
     ax_g.set_xlabel("eta (eta_max for compensating)")
     ax_g.set_ylabel("mean error at the budget")
-    ax_g.set_title("tuning: error at the budget vs eta (best extra parameter; x: diverged; *: best)", fontsize=9)
+    ax_g.set_title("tuning: error at the budget vs eta (best extra parameter at each eta;\n"
+                   "x: some replica diverged; *: the rule's best point)", fontsize=9)
     ax_g.grid(True, which="major", alpha=0.3)
     ax_g.legend(fontsize=7.5)
 
@@ -158,15 +167,15 @@ def draw(t: C.Tables, out: Path) -> C.Section:
             (f"In the fair, tuned comparison the compensating rule {'beats' if tuned.passed else 'does not beat'} the "
              f"fixed rate ({tuned.detail}), so the paper's advantage {'is' if tuned.passed else 'is not'} confirmed once "
              "both are tuned." if tuned else ""),
-            "Best of all: " + ", ".join(
-                f"{RULE_LABELS.get(r.lr, r.lr)} {C.fmt(r.final_error_mean, 3)}" for r in best.sort_values("final_error_mean").itertuples())
-            + ".",
+            "Best of all: " + ", ".join(f"{RULE_LABELS.get(r.lr, r.lr)} {C.fmt(r.final_error_mean, 3)}"
+                                        for r in best.sort_values("final_error_mean").itertuples()) + ".",
         ) if x),
     ]
     tab = pd.DataFrame({
         "rule": best["lr"].map(lambda r: RULE_LABELS.get(r, r)),
         "best eta": best["eta"].map(lambda x: C.fmt(x, 3)),
-        "best extra parameter": [f"{EXTRA[r].split('.')[1]}={C.fmt(x, 3)}" if r in EXTRA else "-" for r, x in zip(best["lr"], best["extra"])],
+        "best extra parameter": [f"{EXTRA[r].split('.')[1]}={C.fmt(x, 3)}" if r in EXTRA else "-"
+                                 for r, x in zip(best["lr"], best["extra"])],
         "error at the budget": [C.pm(m, s) for m, s in zip(best["final_error_mean"], best["final_error_sem"])],
         "vs fixed (z)": [_z(best, r) for r in best["lr"]],
         "grid points (diverged)": [f"{(g['lr'] == r).sum()} ({int(((g['lr'] == r) & (g['diverged_fraction'] > 0)).sum())})"

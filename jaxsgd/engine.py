@@ -8,7 +8,14 @@ sharded across the local devices.
 
 Keys: replica r uses fold_in(key(seed), r); stream 0 of it drives the timeline, stream 1 the
 gradient noise (update j draws from fold_in(stream 1, j)), so a replica's numbers do not depend on
-the replica count, chunk size, device count or the learning-rate grid around it.
+the replica count, chunk size, device count or the learning-rate grid around it. The draws go
+through timeline.FAST_THREEFRY, which gives the same random bits as JAX's default generator.
+
+How a chunk runs (for speed; the numbers are those of the plain per-replica scan): each device takes
+its share of the replicas (shard_map); the timeline of all of them advances first, in one batch (it
+does not depend on the model); then the models advance block by block (`block` replicas, sized so
+their per-worker models stay in cache), consuming the timeline's events. benchmarks/bench.py
+measures it against a bare JAX scan of the same arithmetic.
 """
 
 from __future__ import annotations
@@ -33,7 +40,17 @@ from .errors import ConfigError, positive_int, require
 from .lr import Constant, Optimizer, Rule
 from .problems.base import Problem
 from .results import Records, Result
-from .timeline import TimelineState, fast_key, init_state, random_draw, random_source, replica_key, scan_events, settle
+from .timeline import (
+    TimelineState,
+    compile_loop,
+    fast_key,
+    init_state,
+    random_draw,
+    random_source,
+    replica_key,
+    scan_events,
+    settle,
+)
 from .variants import Setting, resolve
 
 __all__ = ["simulate", "Static"]
@@ -90,15 +107,18 @@ def _init_dynamics(static: Static, data, params: dict) -> Dynamics:
     return Dynamics(w, pulled, _optimizer(static, params).init(w))
 
 
-#: k_async with at most this many workers updates the per-worker models by a select, not a scatter
-BLEND_MAX_P = int(__import__("os").environ.get("JAXSGD_BLEND_MAX_P", 32))
+#: k_async with at most this many workers (and at most 8 per gradient of an update) writes the pushers'
+#: new models by one select over all P rows, vectorised, rather than a scatter of K rows (scalar on CPU)
+BLEND_MAX_P = 32
 
 
 def _apply(static: Static, data, dyn: Dynamics, params: dict, worker, staleness, key) -> Dynamics:
     """Update j of one replica at one grid point: average the K gradients and step the optimizer."""
     setting = static.setting
     K = setting.K
-    if setting.stale:  # a gradient of staleness 0 was computed at w_j, any other at the worker's pull
+    if setting.variant == "k_async":  # every pusher pulled at an update, so its row is its model exactly
+        points = dyn.pulled[worker]
+    elif setting.stale:  # a gradient of staleness 0 was computed at w_j, any other at the worker's pull
         points = jnp.where((staleness == 0)[:, None], dyn.w, dyn.pulled[worker])
     else:
         points = jnp.broadcast_to(dyn.w, (K, dyn.w.shape[0]))
@@ -109,8 +129,9 @@ def _apply(static: Static, data, dyn: Dynamics, params: dict, worker, staleness,
     w = optax.apply_updates(dyn.w, updates)
     pulled = dyn.pulled
     if setting.variant == "k_async":  # pushers wait and pull w_{j+1}
-        if setting.P <= BLEND_MAX_P:  # one vectorised select over all P rows beats a scalar scatter of K rows
-            pushed = jnp.any(worker[:, None] == jnp.arange(setting.P, dtype=worker.dtype)[None, :], axis=0)
+        if setting.P <= min(BLEND_MAX_P, 8 * K):
+            workers = jnp.arange(setting.P, dtype=worker.dtype)
+            pushed = functools.reduce(jnp.logical_or, [worker[l] == workers for l in range(K)])  # unrolled: fuses
             pulled = jnp.where(pushed[:, None], w, pulled)
         else:
             pulled = pulled.at[worker].set(w)
@@ -138,20 +159,23 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkey, j0, worke
     j = (j0 + jnp.arange(records * every, dtype=j0.dtype)).astype(jnp.uint32)
     keys = settle(jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(dkey), j))
 
+    impl, K = jax.random.key_impl(keys), static.setting.K
+    words = lax.bitcast_convert_type(jax.random.key_data(keys), jnp.int32)
+    events = jnp.concatenate([worker, staleness, words], axis=1)  # (updates, 2K + key words): one slice per update
+
     # Update j's events travel in the loop state, sliced one update ahead: sliced inside the noise
     # kernel, the dynamic indexing stopped XLA:CPU from vectorising it.
     def one_update(c, ev_next):
         dyn, ev = c
-        return (apply(dyn, grid, *ev), ev_next), None
+        key = jax.random.wrap_key_data(lax.bitcast_convert_type(ev[2 * K :], jnp.uint32), impl=impl)
+        return (apply(dyn, grid, ev[:K], ev[K : 2 * K], key), ev_next), None
 
     def one_record(c, ev_next):
         c, _ = lax.scan(one_update, c, ev_next)
         return c, _measure(static, data, c[0])
 
-    events = (worker, staleness, keys)
-    first = jax.tree.map(lambda x: x[0], events)
-    ahead = jax.tree.map(lambda x: jnp.concatenate([x[1:], x[-1:]]).reshape(records, every, *x.shape[1:]), events)
-    (dyn, _), (err, acc) = lax.scan(one_record, (dyn, first), ahead)
+    ahead = jnp.concatenate([events[1:], events[-1:]]).reshape(records, every, events.shape[1])
+    (dyn, _), (err, acc) = lax.scan(one_record, (dyn, events[0]), ahead)
     return dyn, err, acc
 
 
@@ -229,9 +253,11 @@ def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds, mesh: M
 def _records_per_chunk(n_records: int, record_every: int, replicas: int, grid: int, dim: int, K: int, chunk: int | None) -> int:
     """Records per compiled chunk: a divisor of n_records so every chunk has the same shape."""
     if chunk is None:
-        # aim at ~2**26 element-updates per call: enough to amortise dispatch, small enough to stream
-        per_update = replicas * grid * max(dim, 1) * K
-        target_updates = max(record_every, min(2**26 // max(per_update, 1), 50_000))
+        # as many updates per call as keep the chunk's timeline events (worker, staleness and noise key
+        # per gradient) and records within ~64 MB: long chunks amortise dispatch and each block's
+        # trip in and out of the loop state; the events are what grows with the chunk
+        per_update = replicas * (4 * (2 * K + 5) + 16 * grid)
+        target_updates = max(record_every, min((64 << 20) // max(per_update, 1), 50_000))
         target = max(1, target_updates // record_every)
     else:
         target = max(1, chunk // record_every)
@@ -331,7 +357,8 @@ def simulate(
 
     t0 = _time.perf_counter()
     carry, src, dkeys, err0, acc0 = _init(static, seed, ids, data, grid, _hashable_speeds(s), mesh)
-    run = _run_chunk.lower(static, per_chunk, carry, src, dkeys, data, grid, block, mesh).compile()
+    platform = next(iter(dkeys.devices())).platform
+    run = compile_loop(_run_chunk.lower(static, per_chunk, carry, src, dkeys, data, grid, block, mesh), platform)
     jax.block_until_ready(carry)
     compile_seconds = _time.perf_counter() - t0
 

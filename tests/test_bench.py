@@ -1,0 +1,47 @@
+"""`make bench` works: benchmarks/bench.py --quick runs end to end and writes its JSON report.
+
+Only the mechanism is checked here -- speed is never asserted in unit tests (it depends on the machine
+and on whatever else runs on it); the numbers go in the README from a full run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_bench_quick_writes_the_report(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "traj-updates/s" in proc.stdout and "jaxsgd/roofline" in proc.stdout  # the table was printed
+    report = json.loads(out.read_text())
+
+    for key in ("machine", "workload", "methods", "ratios", "timeline", "scaling", "memory", "targets"):
+        assert key in report, key
+    assert set(report["methods"]) == {"naive", "numpy", "roofline", "jaxsgd"}
+    for name, m in report["methods"].items():
+        assert m["trajectory_updates_per_second"] > 0, name
+        assert m["seconds"] > 0 and m["replicas"] > 0, name
+    assert report["methods"]["jaxsgd"]["compile_seconds"] > 0
+    assert report["methods"]["jaxsgd"]["devices"] >= 1
+    for key in ("jaxsgd_over_roofline", "jaxsgd_over_numpy", "jaxsgd_over_naive"):
+        assert report["ratios"][key] > 0
+    assert report["timeline"]["trajectory_updates_per_second"] > 0
+    for axis in ("replicas", "P", "updates"):
+        rows = report["scaling"][axis]
+        assert len(rows) >= 2 and all(r["run_seconds"] > 0 for r in rows)
+    assert report["memory"]["jaxsgd"]["peak_rss_mb"] > 0
+    # the staleness-aware runs simulate the same k_async process: mean staleness (P - K) / K
+    w = report["workload"]
+    for name in ("numpy", "jaxsgd"):
+        assert 0 < report["methods"][name]["staleness_mean"] < w["P"]
