@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from .errors import ConfigError, positive, require, unknown
+from .errors import ConfigError, positive, registered, require, unknown
 
 __all__ = [
     "DelayLaw",
@@ -408,15 +408,7 @@ LAWS: dict[str, type[DelayLaw]] = {
 
 def make(name: str, **params) -> DelayLaw:
     """Build a law by its snake_case name: make('pareto', scale=1, shape=2.5)."""
-    if name not in LAWS:
-        raise unknown("delay", name, LAWS)
-    cls = LAWS[name]
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    extra = set(params) - fields
-    if extra:
-        raise ConfigError(
-            f"delay={name} has no parameter {sorted(extra)}; its parameters are {sorted(fields)}."
-        )
+    cls = registered("delay", LAWS, name, params)
     if name == "hyperexponential":
         params = {k: tuple(v) if not isinstance(v, (int, float)) else (v,) for k, v in params.items()}
     return cls(**params)

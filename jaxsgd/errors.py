@@ -52,3 +52,17 @@ def positive_int(field: str, value: object, minimum: int = 1) -> int:
     v = int(value)  # type: ignore[arg-type]
     require(v >= minimum, field, value, f"must be an integer >= {minimum}")
     return v
+
+
+def registered(field: str, registry: dict, name: str, params: dict) -> type:
+    """The class registered under `name`, after checking `params` are among its dataclass fields."""
+    import dataclasses
+
+    if name not in registry:
+        raise unknown(field, name, registry)
+    cls = registry[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    extra = set(params) - fields
+    if extra:
+        raise ConfigError(f"{field}={name} has no parameter {sorted(extra)}; its parameters are {sorted(fields)}.")
+    return cls

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .errors import ConfigError, require, unknown
+from .errors import ConfigError, registered, require, unknown
 
 __all__ = [
     "Rule",
@@ -266,13 +266,7 @@ RULES: dict[str, type[Rule]] = {
 
 def make(name: str, **params) -> Rule:
     """Build a rule by its snake_case name: make('polynomial', eta=[0.1, 0.2], a=0.5)."""
-    if name not in RULES:
-        raise unknown("lr", name, RULES)
-    cls = RULES[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    extra = set(params) - fields
-    if extra:
-        raise ConfigError(f"lr={name} has no parameter {sorted(extra)}; its parameters are {sorted(fields)}.")
+    cls = registered("lr", RULES, name, params)
     return cls(**params)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, unknown
+from ..errors import registered
 from .base import Problem
 from .least_squares import LeastSquares
 from .logistic_regression import LogisticRegression
@@ -18,15 +18,7 @@ PROBLEMS: dict[str, type[Problem]] = {
 
 def make(name: str, **params) -> Problem:
     """Build a problem by its snake_case name, e.g. make('noisy_quadratic', dim=100)."""
-    if name not in PROBLEMS:
-        raise unknown("problem", name, PROBLEMS)
-    cls = PROBLEMS[name]
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(cls)}
-    extra = set(params) - fields
-    if extra:
-        raise ConfigError(f"problem={name} has no parameter {sorted(extra)}; its parameters are {sorted(fields)}.")
+    cls = registered("problem", PROBLEMS, name, params)
     return cls(**params)
 
 
