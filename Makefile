@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint bench figures clean install
+.PHONY: run test test-all lint bench bench-big figures clean install
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check jaxsgd tests experiments benchmarks
+
+bench-big: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --big
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

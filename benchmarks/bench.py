@@ -88,7 +88,16 @@ BIG = dict(dim=100, batch=8, variant="k_async", P=256, K=16, rate=1.0, eta=0.1, 
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, MB (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process so far, MB: VmHWM where Linux reports it (ru_maxrss there
+    survives exec, so a child started by a big parent would report the parent's peak), else
+    ru_maxrss (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1 << 20) if sys.platform == "darwin" else r / 1024
 

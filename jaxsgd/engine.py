@@ -287,7 +287,8 @@ def _mesh_and_padding(replicas: int, devices, state_bytes: int, block: int | Non
     devices = list(devices) if devices is not None else jax.local_devices()
     n_dev = max(len(devices), 1)
     per_device = -(-replicas // n_dev)
-    b = _block_size(per_device, state_bytes, block)
+    # blocks are for CPU caches; an accelerator wants all its replicas in every kernel
+    b = _block_size(per_device, state_bytes, block) if devices[0].platform == "cpu" else per_device
     padded = -(-per_device // b) * b * n_dev
     mesh = Mesh(np.asarray(devices), ("replica",)) if n_dev > 1 else None
     return mesh, padded, b
