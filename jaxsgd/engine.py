@@ -12,10 +12,11 @@ the replica count, chunk size, device count or the learning-rate grid around it.
 through timeline.FAST_THREEFRY, which gives the same random bits as JAX's default generator.
 
 How a chunk runs (for speed; the numbers are those of the plain per-replica scan): each device takes
-its share of the replicas (shard_map); the timeline of all of them advances first, in one batch (it
-does not depend on the model); then the models advance block by block (`block` replicas, sized so
-their per-worker models stay in cache), consuming the timeline's events. benchmarks/bench.py
-measures it against a bare JAX scan of the same arithmetic.
+its share of the replicas (shard_map) and advances them `block` replicas at a time (block sized so
+their per-worker models stay in a core's cache): first the block's timeline, for all its replicas
+at once (timing does not depend on the model, and a batch of timelines vectorises across
+replicas), then its models, consuming those events while they are still in cache. benchmarks/bench.py measures
+it against a bare JAX scan of the same arithmetic.
 """
 
 from __future__ import annotations
@@ -179,45 +180,48 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkey, j0, worke
     return dyn, err, acc
 
 
-def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dkeys, data, grid):
-    """Advance the replicas of one device by `records` x `record_every` updates.
-
-    Timing never depends on the model, so the chunk runs in two passes. First the timeline of every
-    replica at once (its state is a few numbers per worker, so a big batch stays in cache and each
-    step's kernels are amortised over many replicas); then the models, `block` replicas at a time (a
-    loop over blocks, each vmapped): a block's per-worker models stay in cache across the updates of
-    the chunk, where all replicas at once would stream them from memory every update. The carry is
-    updated in place, block by block."""
+def _advance(static: Static, records: int, carry: Carry, src, dkeys, data, grid) -> tuple[Carry, Record]:
+    """Advance a batch of replicas by `records` x `record_every` updates: their timeline first, for
+    the whole batch (timing never depends on the model, and a batch of timelines vectorises across
+    replicas), then their models through those events."""
     every, K = static.record_every, static.setting.K
     n = dkeys.shape[0]
     j0 = carry.timeline.update
     tstate, ev = scan_events(static.setting, random_draw(static.delay), carry.timeline, src, records * every)
     run = jax.vmap(functools.partial(_dynamics_chunk, static, records), in_axes=(0, 0, 0, 0, 0, None, None))
-    if block >= n:
-        dyn, err, acc = run(carry.dynamics, dkeys, j0, ev.worker, ev.staleness, data, grid)
-    else:
-
-        def take(tree, b):
-            return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, b * block, block), tree)
-
-        def put(tree, part, b):
-            return jax.tree.map(lambda x, y: lax.dynamic_update_slice_in_dim(x, y, b * block, 0), tree, part)
-
-        events = (dkeys, j0, ev.worker, ev.staleness)
-        shape = jax.eval_shape(run, take(carry.dynamics, 0), *take(events, 0), data, grid)
-        out = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), shape[1:])
-
-        def body(b, state):
-            dyn, out = state  # updated in place: each block is read once, then overwritten
-            d, *o = run(take(dyn, b), *take(events, b), data, grid)
-            return put(dyn, d, b), put(out, tuple(o), b)
-
-        dyn, (err, acc) = lax.fori_loop(0, n // block, body, (carry.dynamics, out))
+    dyn, err, acc = run(carry.dynamics, dkeys, j0, ev.worker, ev.staleness, data, grid)
     stal = ev.staleness.reshape(n, records, every * K)
     stale_sum = jnp.sum(stal, axis=-1, dtype=jnp.int32)
     fresh = jnp.sum(stal == 0, axis=-1, dtype=jnp.int32)
     record = Record(ev.time[:, every - 1 :: every], stale_sum, fresh, err, acc)
     return Carry(tstate, dyn, stale_sum[:, -1], fresh[:, -1]), record
+
+
+def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dkeys, data, grid):
+    """Advance the replicas of one device by `records` x `record_every` updates, `block` replicas at a
+    time (a loop over blocks, each advanced by _advance): a block's per-worker models and its chunk
+    of timeline events stay in cache across the updates of the chunk, where all replicas at once
+    would stream them from memory every update. The carry is updated in place, block by block."""
+    n = dkeys.shape[0]
+    advance = functools.partial(_advance, static, records)
+    if block >= n:
+        return advance(carry, src, dkeys, data, grid)
+
+    def take(tree, b):
+        return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, b * block, block), tree)
+
+    def put(tree, part, b):
+        return jax.tree.map(lambda x, y: lax.dynamic_update_slice_in_dim(x, y, b * block, 0), tree, part)
+
+    shape = jax.eval_shape(advance, take(carry, 0), take(src, 0), take(dkeys, 0), data, grid)[1]
+    out = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), shape)
+
+    def body(b, state):
+        carry, out = state  # updated in place: each block is read once, then overwritten
+        c, rec = advance(take(carry, b), take(src, b), take(dkeys, b), data, grid)
+        return put(carry, c, b), put(out, rec, b)
+
+    return lax.fori_loop(0, n // block, body, (carry, out))
 
 
 @functools.partial(jax.jit, static_argnames=("static", "records", "block", "mesh"), donate_argnums=(2,))

@@ -13,7 +13,9 @@ through FAST_THREEFRY (below), which gives exactly the random bits of JAX's thre
 runs several times faster on CPU.
 
 For speed, k_async with few workers (P <= SMALL_P) advances a batch of replicas column-wise
-(`_k_async_columns`) rather than vmapping `_k_async`; the two give identical events.
+(`_k_async_columns`: workers along the rows, replicas along the columns) rather than vmapping
+`_k_async`; the two give identical events. (A column-wise K-pass selection for larger P was tried
+and was 1.1-3x slower than lax.top_k under vmap at P = 64-256, so larger P vmaps `_k_async`.)
 """
 
 from __future__ import annotations
@@ -326,7 +328,7 @@ class RandomSource(NamedTuple):
     """Per-replica source of compute times: one key per worker, and the speed factors."""
 
     keys: jax.Array  # (P,) typed keys
-    speeds: jax.Array  # (P,) float
+    speeds: jax.Array | None  # (P,) float, or None: every worker at speed 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -336,7 +338,7 @@ def random_draw(delay: DelayLaw) -> Draw:
     def draw(src: RandomSource, workers, counts):
         keys = jax.vmap(jax.random.fold_in)(fast_key(src.keys[workers]), counts)
         x = jax.vmap(lambda k: delay.sample(k))(keys)
-        return x * src.speeds[workers]
+        return x if src.speeds is None else x * src.speeds[workers]
 
     draw.delay = delay  # lets scan_events draw from the key words directly
     return draw
@@ -345,37 +347,69 @@ def random_draw(delay: DelayLaw) -> Draw:
 # ---------------------------------------------------------------------------- many replicas at once
 
 
-def _k_async_columns(K: int, sample, state: TimelineState, words: jax.Array, speeds: jax.Array):
-    """One k_async update of a batch of replicas stored column-wise: state.finish/version/count
-    (P, R), clock/update (R,), words (2, P, R) the workers' key words, speeds (P, R). The same
-    numbers as vmap(_k_async), but every reduction runs across workers, elementwise along replicas,
-    where XLA vectorises it (under vmap the worker axis is the minor one and nothing vectorises).
-    Its P^2 ranking suits small P only (P <= SMALL_P)."""
-    finish, version, count, _, update = state
+def _rank(finish: jax.Array) -> jax.Array:
+    """(P, R) arrival order of each worker's current job (order: finish time, then worker index), by
+    P^2 comparisons in one reduction: for small P (P <= SMALL_P)."""
     P = finish.shape[0]
-    i = jnp.arange(P, dtype=jnp.int32)
     fi, fj = finish[:, None, :], finish[None, :, :]
     lower = np.tril(np.ones((P, P), bool), -1)[:, :, None]  # j < i: a tie puts j first
     before = jnp.where(lower, fj <= fi, fj < fi)  # [i, j]: job j arrives before job i
-    rank = jnp.sum(before, axis=1, dtype=jnp.int32)  # (P, R): arrival order of the current jobs
+    return jnp.sum(before, axis=1, dtype=jnp.int32)
+
+
+def _k_async_columns(K: int, sample, words: jax.Array, speeds: jax.Array | None, carry):
+    """One k_async update of a batch of R replicas stored column-wise: carry = (finish, version,
+    count) (P, R) and update (R,); words (2, P, R) the workers' key words; speeds (P, R) or None (all
+    1). Returns the new carry and the update's events: one int32 array (2K + 1, R) holding the bits
+    of t, the K workers and their staleness (float64 times: a tuple (t, workers, staleness)).
+
+    The same numbers as vmap(_k_async). Every reduction runs across workers, elementwise along
+    replicas, where XLA vectorises it (under vmap the worker axis is the minor one and nothing
+    vectorises), and a step has just two: the P^2 ranking (so small P only, P <= SMALL_P) and one pick
+    of every field of the K arrivals at once (exactly one term of each sum is not zero, so the integer
+    sums of their bits are exact). On CPU each kernel has a fixed cost that a block of a hundred
+    replicas does not amortise, so few kernels, and one output per step, is what makes it fast."""
+    (finish, version, count), update = carry
+    P = finish.shape[0]
+    itype = _int_type(finish.dtype)
+    rank = _rank(finish)  # (P, R): arrival order
     sel = rank[None] == jnp.arange(K, dtype=jnp.int32)[:, None, None]  # (K, P, R)
-
-    def pick(v):  # (P, R) -> (K, R): the value of the l-th arrival
-        return jnp.sum(jnp.where(sel, v[None], 0), axis=1, dtype=v.dtype)
-
-    idx = pick(jnp.broadcast_to(i[:, None], finish.shape))
-    t = pick(finish)[K - 1]
-    x = sample(pick(words[0]), pick(words[1]), pick(count).astype(jnp.uint32)) * pick(speeds)
+    rows = [_to_int(finish, itype), version.astype(itype), count.astype(itype), _to_int(words[0], itype),
+            _to_int(words[1], itype), jnp.broadcast_to(lax.iota(itype, P)[:, None], finish.shape)]
+    if speeds is not None:
+        rows.append(_to_int(speeds, itype))
+    fields = jnp.stack(rows)  # fused into the pick: never materialised
+    picked = jnp.sum(jnp.where(sel[None], fields[:, None], 0), axis=2, dtype=itype)  # (fields, K, R)
+    t = lax.bitcast_convert_type(picked[0, K - 1], finish.dtype)
+    x = sample(_to_u32(picked[3]), _to_u32(picked[4]), picked[2].astype(jnp.uint32))
+    if speeds is not None:
+        x = x * lax.bitcast_convert_type(picked[6], finish.dtype)
+    done = t + x  # (K, R): when the l-th pusher's next job finishes
+    done_at = done[K - 1]  # (P, R): the same, at each pusher's row
+    for l in range(K - 2, -1, -1):
+        done_at = jnp.where(rank == l, done[l], done_at)
     pushed = rank < K
-    done = jnp.sum(jnp.where(sel, (t + x)[:, None, :], 0), axis=0, dtype=x.dtype)  # (P, R): pushers' next finish
-    new = TimelineState(
-        finish=jnp.where(pushed, done, finish),
-        version=jnp.where(pushed, update + 1, version),
-        count=count + pushed,
-        clock=t,
-        update=update + 1,
-    )
-    return new, Event(t, idx, update - pick(version))
+    state = (jnp.where(pushed, done_at, finish), jnp.where(pushed, update + 1, version), count + pushed)
+    staleness = (update - picked[1]).astype(jnp.int32)
+    worker = picked[5].astype(jnp.int32)
+    if itype == jnp.int32:  # one output per step: the bits of t, the workers, their staleness
+        return (state, update + 1), jnp.concatenate([lax.bitcast_convert_type(t, jnp.int32)[None], worker, staleness])
+    return (state, update + 1), (t, worker, staleness)
+
+
+def _int_type(dtype):
+    return jnp.int32 if jnp.dtype(dtype).itemsize == 4 else jnp.int64
+
+
+def _to_int(x, itype):
+    """x as an integer of type itype with the same bits (floats) or value (integers)."""
+    if jnp.issubdtype(x.dtype, jnp.floating) or jnp.dtype(x.dtype).itemsize == jnp.dtype(itype).itemsize:
+        return lax.bitcast_convert_type(x, itype)
+    return x.astype(itype)
+
+
+def _to_u32(v):
+    return lax.bitcast_convert_type(v, jnp.uint32) if v.dtype == jnp.int32 else v.astype(jnp.uint32)
 
 
 def _columns_ok(setting: Setting, draw, src) -> bool:
@@ -406,11 +440,18 @@ def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length:
         return jax.vmap(jax.vmap(delay.sample))(keys)
 
     words = jnp.moveaxis(jax.random.key_data(src.keys), -1, 0).swapaxes(1, 2)  # (2, P, R)
-    cols = state._replace(finish=state.finish.T, version=state.version.T, count=state.count.T)
-    step = functools.partial(_k_async_columns, setting.K, sample, words=words, speeds=src.speeds.T)
-    cols, ev = lax.scan(lambda s, _: step(s), cols, None, length=length)
-    state = cols._replace(finish=cols.finish.T, version=cols.version.T, count=cols.count.T)
-    return state, Event(ev.time.T, jnp.transpose(ev.worker, (2, 0, 1)), jnp.transpose(ev.staleness, (2, 0, 1)))
+    speeds = None if src.speeds is None else src.speeds.T
+    step = functools.partial(_k_async_columns, setting.K, sample, words, speeds)
+    init = ((state.finish.T, state.version.T, state.count.T), state.update)
+    ((finish, version, count), update), ev = lax.scan(lambda c, _: step(c), init, None, length=length)
+    K = setting.K
+    if isinstance(ev, tuple):  # float64 times: the events were not packed
+        time, worker, staleness = ev
+    else:  # (length, 2K + 1, R): bits of t, workers, staleness
+        time = lax.bitcast_convert_type(ev[:, 0], finish.dtype)
+        worker, staleness = ev[:, 1 : K + 1], ev[:, K + 1 :]
+    state = TimelineState(finish.T, version.T, count.T, time[-1], update)
+    return state, Event(time.T, jnp.transpose(worker, (2, 0, 1)), jnp.transpose(staleness, (2, 0, 1)))
 
 
 def replica_key(seed: int | jax.Array, replica: jax.Array) -> jax.Array:
@@ -423,7 +464,7 @@ def random_source(rkey: jax.Array, P: int, speeds: jax.Array | None) -> RandomSo
     """Source of one replica from its key (stream 0 of the replica is the timeline's)."""
     tkey = jax.random.fold_in(rkey, 0)
     keys = jax.vmap(lambda i: jax.random.fold_in(tkey, i))(jnp.arange(P, dtype=jnp.uint32))
-    s = jnp.ones(P) if speeds is None else jnp.asarray(speeds, jnp.zeros(()).dtype)
+    s = None if speeds is None else jnp.asarray(speeds, jnp.zeros(()).dtype)
     return RandomSource(keys, s)
 
 
