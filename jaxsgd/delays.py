@@ -360,11 +360,17 @@ def load_trace(path: str) -> np.ndarray:
             values = np.load(path, allow_pickle=False)
         else:
             values = _read_csv_column(path)
-        values = np.asarray(values, dtype=np.float64).ravel()
+        values = np.asarray(values, dtype=np.float64)
     except ConfigError:
         raise
     except Exception as exc:  # unreadable or non-numeric
         raise ConfigError(f"{field}={path!r} is invalid: cannot read numbers from it ({exc}).") from None
+    if values.ndim > 1 and sorted(values.shape)[:-1] != [1] * (values.ndim - 1):  # (N, 1) and (1, N) are one column
+        raise ConfigError(
+            f"{field}={path!r} is invalid: it holds an array of shape {values.shape}; a trace is one 1-D "
+            "pool of compute times that every worker draws from (for per-worker speeds use `speeds`)."
+        )
+    values = values.ravel()
     require(values.size > 0, field, path, "the file holds no values")
     require(bool(np.all(np.isfinite(values))), field, path, "every value must be finite (found NaN or inf)")
     require(bool(np.all(values > 0)), field, path, "every compute time must be > 0")

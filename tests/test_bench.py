@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -45,3 +47,16 @@ def test_bench_quick_writes_the_report(tmp_path):
     w = report["workload"]
     for name in ("numpy", "jaxsgd"):
         assert 0 < report["methods"][name]["staleness_mean"] < w["P"]
+
+
+@pytest.mark.slow
+def test_ablation_runs_and_restores_the_engine(tmp_path):
+    """benchmarks/ablation.py runs end to end at a tiny size and prints its breakdown."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ablation.py"), "--rounds", "1", "--replicas", "32", "--updates", "100"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("roofline", "jaxsgd", "no-tl", "no-tl-w", "timeline", "per-worker models", "structure"):
+        assert name in proc.stdout, name

@@ -78,6 +78,7 @@ def files(tmp_path_factory) -> Path:
     np.save(d / "empty.npy", np.array([]))
     np.save(d / "negative.npy", np.array([1.0, -1.0]))
     np.save(d / "inf.npy", np.array([1.0, np.inf]))
+    np.save(d / "table.npy", np.ones((4, 10)))  # per-worker columns: not a trace
     X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
     np.savez(d / "no_keys.npz")
     np.savez(d / "wrong_keys.npz", features=X, labels=y)
@@ -169,6 +170,7 @@ BAD_VALUES = {  # case: (overrides, fragments of the message); {d} is the direct
     "trace empty npy": (["delay=trace", "delay.path={d}/empty.npy"], ["delay.path='{d}/empty.npy' is invalid: the file holds no values"]),
     "trace negative npy": (["delay=trace", "delay.path={d}/negative.npy"], ["every compute time must be > 0"]),
     "trace inf npy": (["delay=trace", "delay.path={d}/inf.npy"], ["every value must be finite"]),
+    "trace 2-D npy": (["delay=trace", "delay.path={d}/table.npy"], ["delay.path='{d}/table.npy' is invalid: it holds an array of shape (4, 10)"]),
     # .npz files
     "npz unset": (["problem=npz"], ["problem.path is required"]),
     "npz missing": (["problem=npz", "problem.path={d}/none.npz"], ["problem.path='{d}/none.npz' is invalid: no such file"]),
@@ -192,7 +194,7 @@ BAD_VALUES = {  # case: (overrides, fragments of the message); {d} is the direct
 FAST_VALUES = {"K>P k_async", "K missing", "rate nan", "pareto shape", "probs sum", "probs negative", "replicas 0",
                "updates 0", "record_every 0", "batch_size 0", "seed too big", "records memory", "eta 0",
                "threshold integer", "schedule kwargs value", "trace empty", "trace NaN", "trace negative", "trace text",
-               "npz wrong keys", "npz X 1-D", "npz NaN", "npz not npz", "unknown key", "unknown parameter"}
+               "trace 2-D npy", "npz wrong keys", "npz X 1-D", "npz NaN", "npz not npz", "unknown key", "unknown parameter"}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=() if c in FAST_VALUES else pytest.mark.slow) for c in BAD_VALUES])
