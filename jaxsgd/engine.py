@@ -199,9 +199,10 @@ def _advance(static: Static, records: int, carry: Carry, src, dkeys, data, grid)
 
 def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dkeys, data, grid):
     """Advance the replicas of one device by `records` x `record_every` updates, `block` replicas at a
-    time (a loop over blocks, each advanced by _advance): a block's per-worker models and its chunk
-    of timeline events stay in cache across the updates of the chunk, where all replicas at once
-    would stream them from memory every update. The carry is updated in place, block by block."""
+    time (a loop over blocks, each advanced by _advance): a block's per-worker models stay in cache
+    across the updates of the chunk, where all replicas at once would stream them from memory every
+    update, and its timeline events are consumed right after they are made. The carry is updated in
+    place, block by block."""
     n = dkeys.shape[0]
     advance = functools.partial(_advance, static, records)
     if block >= n:
