@@ -384,10 +384,9 @@ def _k_async_columns(K: int, sample, words: jax.Array, speeds: jax.Array | None,
     x = sample(_to_u32(picked[3]), _to_u32(picked[4]), picked[2].astype(jnp.uint32))
     if speeds is not None:
         x = x * lax.bitcast_convert_type(picked[6], finish.dtype)
-    done = t + x  # (K, R): when the l-th pusher's next job finishes
-    done_at = done[K - 1]  # (P, R): the same, at each pusher's row
-    for l in range(K - 2, -1, -1):
-        done_at = jnp.where(rank == l, done[l], done_at)
+    # (P, R): each pusher's next finish. Summed, as vmap(_k_async) scatters them: a select chain
+    # instead lets XLA:CPU round t + s * x differently (one fused multiply-add or two roundings)
+    done_at = jnp.sum(jnp.where(sel, (t + x)[:, None, :], 0), axis=0, dtype=x.dtype)
     pushed = rank < K
     state = (jnp.where(pushed, done_at, finish), jnp.where(pushed, update + 1, version), count + pushed)
     staleness = (update - picked[1]).astype(jnp.int32)
@@ -450,7 +449,7 @@ def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length:
     else:  # (length, 2K + 1, R): bits of t, workers, staleness
         time = lax.bitcast_convert_type(ev[:, 0], finish.dtype)
         worker, staleness = ev[:, 1 : K + 1], ev[:, K + 1 :]
-    state = TimelineState(finish.T, version.T, count.T, time[-1], update)
+    state = TimelineState(finish.T, version.T, count.T, time[-1] if length else state.clock, update)
     return state, Event(time.T, jnp.transpose(worker, (2, 0, 1)), jnp.transpose(staleness, (2, 0, 1)))
 
 

@@ -110,9 +110,8 @@ def test_delay_laws_draw_the_same_times(law):
 
 COLUMN_CASES = [
     (16, 4, delays.Exponential(1.0), None),
-    # speeds that are powers of two: XLA:CPU may contract t + s * x into one fused multiply-add in one
-    # code path and not in the other, and only an exact product makes the two roundings agree
-    (7, 3, delays.Pareto(1.0, 2.5), (1.0, 2.0, 1.0, 4.0, 1.0, 1.0, 0.5)),
+    (7, 3, delays.Pareto(1.0, 2.5), (1.0, 2.0, 1.0, 3.0, 1.0, 1.0, 2.0)),
+    (16, 8, delays.Exponential(1.0), tuple(float(x) for x in np.sqrt(np.arange(1, 17)))),
     (5, 5, delays.Constant(1.0), None),  # every job ties: lower index first
     (4, 2, delays.Constant(0.5), (1.0, 1.0, 2.0, 2.0)),
     (32, 1, delays.Exponential(2.0), None),
