@@ -365,10 +365,11 @@ def _k_async_columns(K: int, sample, words: jax.Array, speeds: jax.Array | None,
 
     The same numbers as vmap(_k_async). Every reduction runs across workers, elementwise along
     replicas, where XLA vectorises it (under vmap the worker axis is the minor one and nothing
-    vectorises), and a step has just two: the P^2 ranking (so small P only, P <= SMALL_P) and one pick
-    of every field of the K arrivals at once (exactly one term of each sum is not zero, so the integer
-    sums of their bits are exact). On CPU each kernel has a fixed cost that a block of a hundred
-    replicas does not amortise, so few kernels, and one output per step, is what makes it fast."""
+    vectorises), and a step has three: the P^2 ranking (so small P only, P <= SMALL_P), one pick of
+    every field of the K arrivals at once (exactly one term of each sum is not zero, so the integer
+    sums of their bits are exact) and the pushers' next finish times. On CPU each kernel has a fixed
+    cost that a block of a hundred replicas does not amortise, so few kernels, and one output per
+    step, is what makes it fast."""
     (finish, version, count), update = carry
     P = finish.shape[0]
     itype = _int_type(finish.dtype)
