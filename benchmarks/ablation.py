@@ -22,6 +22,7 @@ an API): their numbers are not simulations of anything.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -36,32 +37,35 @@ sys.argv, _argv = sys.argv[:1], sys.argv[1:]  # bench parses its own arguments w
 import bench  # noqa: E402
 
 from jaxsgd import engine  # noqa: E402
+from jaxsgd.variants import resolve  # noqa: E402
 
 timeline_module = sys.modules["jaxsgd.timeline"]
-REAL_EVENTS, REAL_APPLY = engine.scan_events, engine._apply
+REAL_EVENTS, REAL_CHUNK = engine.scan_events, engine._dynamics_chunk
 
 
-def formula_events(setting, draw, state, src, length):
-    """Events of the right shapes from a formula: K distinct workers per update, staleness 3."""
+def formula_events(setting, draw, state, src, length, every=None):
+    """Events of the right shapes from a formula: K distinct workers per update, staleness 3, every
+    worker's version at a segment's end that segment's last."""
     n = state.clock.shape[0]
     j = jnp.arange(length, dtype=jnp.int32)[None, :, None]
     r = jnp.arange(n, dtype=jnp.int32)[:, None, None]
     worker = (j * 3 + r + 5 * jnp.arange(setting.K, dtype=jnp.int32)[None, None, :]) % setting.P
     staleness = jnp.full((n, length, setting.K), 3, jnp.int32)
     time = jnp.broadcast_to(jnp.arange(length, dtype=state.clock.dtype)[None], (n, length))
-    return state, timeline_module.Event(time, worker.astype(jnp.int32), staleness)
+    events = timeline_module.Event(time, worker.astype(jnp.int32), staleness)
+    if every is None:
+        return state, events
+    ends = state.update[:, None] + every * jnp.arange(1, length // every + 1, dtype=jnp.int32)[None]
+    return state, events, jnp.broadcast_to(ends[:, :, None], (n, length // every, setting.P))
 
 
-def no_worker_models(static, data, dyn, params, worker, staleness, key):
-    """Update j with every gradient at w_j and no per-worker models read or written."""
-    K = static.setting.K
-    points = jnp.broadcast_to(dyn.w, (K, dyn.w.shape[0]))
-    g = static.problem.weighted_grad(data, points, jnp.ones(K, dyn.w.dtype), key, static.batch_size) / K
-    updates, opt_state = engine._optimizer(static, params).update(g, dyn.opt_state, dyn.w)
-    return engine.Dynamics(dyn.w + updates, dyn.pulled, opt_state)
+def no_worker_models(static, *args):
+    """The models advanced as if every gradient were fresh: no per-worker models read or written."""
+    fresh = dataclasses.replace(static, setting=resolve("k_sync", static.setting.P, static.setting.K))
+    return REAL_CHUNK(fresh, *args)
 
 
-VARIANTS = {"jaxsgd": (REAL_EVENTS, REAL_APPLY), "no-tl": (formula_events, REAL_APPLY),
+VARIANTS = {"jaxsgd": (REAL_EVENTS, REAL_CHUNK), "no-tl": (formula_events, REAL_CHUNK),
             "no-tl-w": (formula_events, no_worker_models)}
 
 
@@ -78,11 +82,11 @@ def main() -> int:
         for _ in range(args.rounds):
             best["roofline"] = min(best["roofline"], roofline()[0])
             for name, (events, apply) in VARIANTS.items():
-                engine.scan_events, engine._apply = events, apply
+                engine.scan_events, engine._dynamics_chunk = events, apply
                 engine._run_chunk.clear_cache()  # the jit cache would keep the previous variant
                 best[name] = min(best[name], bench.simulate(w, args.replicas).run_seconds)
     finally:
-        engine.scan_events, engine._apply = REAL_EVENTS, REAL_APPLY
+        engine.scan_events, engine._dynamics_chunk = REAL_EVENTS, REAL_CHUNK
         engine._run_chunk.clear_cache()
     tu = args.replicas * args.updates
     ns = {k: 1e9 * v / tu for k, v in best.items()}

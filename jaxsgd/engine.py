@@ -1,8 +1,9 @@
 """The engine: stale-gradient SGD at the parameter server for many replicas in one jitted scan.
 
 Per replica, the timeline step says which K gradients update j applies and at what staleness; the
-dynamics evaluate each gradient at the model version the worker pulled (kept per worker, so memory
-is O(P x dim), never a history of versions) and apply them through an optax optimizer. Replicas and
+dynamics evaluate each gradient at the model version the worker pulled (kept per worker, plus the
+few models made since the current segment of at most SEGMENT updates began: memory O((P + SEGMENT) x
+dim), never a history of versions) and apply them through an optax optimizer. Replicas and
 a grid of learning-rate parameters are vmapped; updates are scanned in chunks, and replicas are
 sharded across the local devices.
 
@@ -15,8 +16,10 @@ How a chunk runs (for speed; the numbers are those of the plain per-replica scan
 its share of the replicas (shard_map) and advances them `block` replicas at a time (block sized so
 their per-worker models stay in a core's cache): first the block's timeline, for all its replicas
 at once (timing does not depend on the model, and a batch of timelines vectorises across
-replicas), then its models, consuming those events while they are still in cache. benchmarks/bench.py measures
-it against a bare JAX scan of the same arithmetic.
+replicas), then its models, consuming those events while they are still in cache. An update writes
+its new model once, into a ring of recent models, rather than into the rows of every worker that
+pulls it (see _dynamics_chunk). benchmarks/bench.py measures it against a bare JAX scan of the same
+arithmetic.
 """
 
 from __future__ import annotations
@@ -108,37 +111,14 @@ def _init_dynamics(static: Static, data, params: dict) -> Dynamics:
     return Dynamics(w, pulled, _optimizer(static, params).init(w))
 
 
-#: k_async with at most this many workers (and at most 8 per gradient of an update) writes the pushers'
-#: new models by one select over all P rows, vectorised, rather than a scatter of K rows (scalar on CPU)
-BLEND_MAX_P = 32
-
-
-def _apply(static: Static, data, dyn: Dynamics, params: dict, worker, staleness, key) -> Dynamics:
-    """Update j of one replica at one grid point: average the K gradients and step the optimizer."""
-    setting = static.setting
-    K = setting.K
-    if setting.variant == "k_async":  # every pusher pulled at an update, so its row is its model exactly
-        points = dyn.pulled[worker]
-    elif setting.stale:  # a gradient of staleness 0 was computed at w_j, any other at the worker's pull
-        points = jnp.where((staleness == 0)[:, None], dyn.w, dyn.pulled[worker])
-    else:
-        points = jnp.broadcast_to(dyn.w, (K, dyn.w.shape[0]))
-    dist2 = jnp.sum((points - dyn.w) ** 2, axis=1)
-    weights = static.rule.weight(params, staleness, dist2, setting.P)
-    g = static.problem.weighted_grad(data, points, weights, key, static.batch_size) / K
-    updates, opt_state = _optimizer(static, params).update(g, dyn.opt_state, dyn.w)
-    w = optax.apply_updates(dyn.w, updates)
-    pulled = dyn.pulled
-    if setting.variant == "k_async":  # pushers wait and pull w_{j+1}
-        if setting.P <= min(BLEND_MAX_P, 8 * K):
-            workers = jnp.arange(setting.P, dtype=worker.dtype)
-            pushed = functools.reduce(jnp.logical_or, [worker[l] == workers for l in range(K)])  # unrolled: fuses
-            pulled = jnp.where(pushed[:, None], w, pulled)
-        else:
-            pulled = pulled.at[worker].set(w)
-    elif setting.variant == "k_batch_async":  # pushers pull w_j at once, the K-th pusher w_{j+1}
-        pulled = pulled.at[worker[: K - 1]].set(dyn.w).at[worker[K - 1]].set(w)
-    return Dynamics(w, pulled, opt_state)
+def _update(static: Static, data, w, opt_state, params: dict, points, staleness, key):
+    """Update j of one replica at one grid point: average the K gradients, computed at `points` (K,
+    dim), and step the optimizer; returns (w_{j+1}, optimizer state)."""
+    dist2 = jnp.sum((points - w) ** 2, axis=1)
+    weights = static.rule.weight(params, staleness, dist2, static.setting.P)
+    g = static.problem.weighted_grad(data, points, weights, key, static.batch_size) / static.setting.K
+    updates, opt_state = _optimizer(static, params).update(g, opt_state, w)
+    return optax.apply_updates(w, updates), opt_state
 
 
 def _measure(static: Static, data, dyn: Dynamics) -> tuple[jax.Array, jax.Array]:
@@ -150,34 +130,118 @@ def _measure(static: Static, data, dyn: Dynamics) -> tuple[jax.Array, jax.Array]
     return err, acc
 
 
-def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkey, j0, worker, staleness, data, grid: dict):
-    """Advance one replica's models (every grid point) through the given events, `records` x
-    `record_every` updates from update j0; returns (dynamics, error (records, G), accuracy (records, G))."""
-    every = static.record_every
-    apply = jax.vmap(functools.partial(_apply, static, data), in_axes=(0, 0, None, None, None))
+#: updates per segment of the stale variants' ring of recent models (see _dynamics_chunk), at most:
+#: the ring should stay in cache, and the per-worker table is rebuilt once a segment
+SEGMENT = 16
+
+
+def _divisor_at_most(n: int, cap: int) -> int:
+    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
+
+
+def _segment_length(records: int, every: int) -> int:
+    """Updates per segment: a whole number of records per segment, or of segments per record."""
+    if every <= SEGMENT:
+        return _divisor_at_most(records, SEGMENT // every) * every
+    return _divisor_at_most(every, SEGMENT)
+
+
+def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, worker, staleness, version, data, grid: dict):
+    """Advance a batch of replicas' models (leaves (R, G, ...)), every grid point, through the given
+    events (worker, staleness: (R, U, K) for U = `records` x `record_every` updates from update j0, a
+    scalar); `version` (R, U // S, P): the version each worker's job in flight after each segment
+    of S = _segment_length updates started on. Returns (dynamics, error (R, records, G), accuracy
+    (R, records, G)).
+
+    A gradient of staleness s applied at update j was computed at w_{j-s}. The stale variants keep two
+    buffers: the per-worker table `pulled` (the models of the workers' jobs in flight at the current
+    segment's start) and a ring of the S + 1 latest models, w at the segment's start and each new w
+    as it is made. A gradient reads the ring if its version is in the segment, else its worker's row
+    of the table; an update writes one ring row, at one index shared by the batch: a contiguous
+    in-place write, where keeping the table current would rewrite its P rows every update. At the
+    segment's end each worker that pulled in the segment gets the ring row of its version."""
+    every, K = static.record_every, static.setting.K
+    U = records * every
+    S = _segment_length(records, every)
+    L = S + 1  # ring rows: version v in row (v - j0) mod L, the S + 1 latest
     # update j's noise key, all drawn up front: inside the loop XLA would fuse the key's hash into the
     # noise kernel and recompute it for every coordinate
-    j = (j0 + jnp.arange(records * every, dtype=j0.dtype)).astype(jnp.uint32)
-    keys = settle(jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(dkey), j))
-
-    impl, K = jax.random.key_impl(keys), static.setting.K
+    j = (j0 + jnp.arange(U, dtype=jnp.int32)).astype(jnp.uint32)
+    keys = settle(jax.vmap(lambda k: jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(k), j))(dkeys))
+    impl = jax.random.key_impl(keys)
     words = lax.bitcast_convert_type(jax.random.key_data(keys), jnp.int32)
-    events = jnp.concatenate([worker, staleness, words], axis=1)  # (updates, 2K + key words): one slice per update
+    events = jnp.concatenate([worker, staleness, words], axis=2).swapaxes(0, 1)  # (U, R, 2K + key words)
+
+    stale = static.setting.stale
+    per_point = jax.vmap(functools.partial(_update, static, data), in_axes=(0, 0, 0, 1, None, None))  # grid points
+
+    def per_replica(w, opt_state, table, ring, worker, staleness, key, u):
+        """u: (updates since the chunk's start, since the segment's start)"""
+        if stale:  # version j - s: in the ring if it is in the segment, else the worker's pull before it
+            recent = ring[(u[0] - staleness) % L]
+            points = jnp.where((staleness <= u[1])[:, None, None], recent, jnp.moveaxis(table, 1, 0)[worker])
+        else:
+            points = jnp.broadcast_to(w[None], (K, *w.shape))
+        return per_point(w, opt_state, grid, points, staleness, key)
+
+    step = jax.vmap(per_replica, in_axes=(0, 0, 0, 1 if stale else None, 0, 0, 0, None))
 
     # Update j's events travel in the loop state, sliced one update ahead: sliced inside the noise
     # kernel, the dynamic indexing stopped XLA:CPU from vectorising it.
     def one_update(c, ev_next):
-        dyn, ev = c
-        key = jax.random.wrap_key_data(lax.bitcast_convert_type(ev[2 * K :], jnp.uint32), impl=impl)
-        return (apply(dyn, grid, ev[:K], ev[K : 2 * K], key), ev_next), None
+        (w, opt_state, table, ring, u), ev = c
+        key = jax.random.wrap_key_data(lax.bitcast_convert_type(ev[:, 2 * K :], jnp.uint32), impl=impl)
+        w, opt_state = step(w, opt_state, table, ring, ev[:, :K], ev[:, K : 2 * K], key, u)
+        if stale:
+            ring = lax.dynamic_update_index_in_dim(ring, w, (u[0] + 1) % L, 0)
+        return ((w, opt_state, table, ring, u + 1), ev_next), None
 
-    def one_record(c, ev_next):
-        c, _ = lax.scan(one_update, c, ev_next)
-        return c, _measure(static, data, c[0])
+    def end_segment(c, version):  # the table of the next segment; version (R, P)
+        (w, opt_state, table, ring, u), ev = c
+        if stale:
+            pulled = version >= j0 + u[0] - S  # pulled in the segment
+            rows = ring[(version - j0) % L, jnp.arange(version.shape[0])[:, None]]  # (R, P, G, dim)
+            table = jnp.where(pulled[:, None, :, None], jnp.moveaxis(rows, 1, 2), table)
+        return (w, opt_state, table, ring, u.at[1].set(0)), ev
 
-    ahead = jnp.concatenate([events[1:], events[-1:]]).reshape(records, every, events.shape[1])
-    (dyn, _), (err, acc) = lax.scan(one_record, (dyn, events[0]), ahead)
-    return dyn, err, acc
+    def measure(c):
+        return jax.vmap(lambda w: _measure(static, data, Dynamics(w, None, None)))(c[0][0])
+
+    ahead = jnp.concatenate([events[1:], events[-1:]])
+    if stale:
+        ring = jnp.zeros((L, *dyn.w.shape), dyn.w.dtype).at[0].set(dyn.w)
+    else:
+        ring, version = jnp.zeros((0,), dyn.w.dtype), jnp.zeros((U // S, 0), jnp.int32)
+    init = ((dyn.w, dyn.opt_state, dyn.pulled, ring, jnp.zeros(2, jnp.int32)), events[0])
+    version = jnp.swapaxes(version, 0, 1) if stale else version  # (segments, R, P)
+    if S % every == 0:  # a segment of S // every records
+
+        def record(c, evs):
+            c, _ = lax.scan(one_update, c, evs)
+            return c, measure(c)
+
+        def segment(c, xs):
+            evs, version = xs
+            c, rec = lax.scan(record, c, evs.reshape(S // every, every, *evs.shape[1:]))
+            return end_segment(c, version), rec
+
+        c, (err, acc) = lax.scan(segment, init, (ahead.reshape(U // S, S, *ahead.shape[1:]), version))
+        err, acc = (x.reshape(records, *x.shape[2:]) for x in (err, acc))
+    else:  # a record of every // S segments
+
+        def segment(c, xs):
+            evs, version = xs
+            c, _ = lax.scan(one_update, c, evs)
+            return end_segment(c, version), None
+
+        def record(c, xs):
+            c, _ = lax.scan(segment, c, xs)
+            return c, measure(c)
+
+        xs = (ahead.reshape(records, every // S, S, *ahead.shape[1:]), version.reshape(records, every // S, *version.shape[1:]))
+        c, (err, acc) = lax.scan(record, init, xs)
+    (w, opt_state, table, _, _), _ = c
+    return Dynamics(w, table, opt_state), err.swapaxes(0, 1), acc.swapaxes(0, 1)
 
 
 def _advance(static: Static, records: int, carry: Carry, src, dkeys, data, grid) -> tuple[Carry, Record]:
@@ -186,10 +250,10 @@ def _advance(static: Static, records: int, carry: Carry, src, dkeys, data, grid)
     replicas), then their models through those events."""
     every, K = static.record_every, static.setting.K
     n = dkeys.shape[0]
-    j0 = carry.timeline.update
-    tstate, ev = scan_events(static.setting, random_draw(static.delay), carry.timeline, src, records * every)
-    run = jax.vmap(functools.partial(_dynamics_chunk, static, records), in_axes=(0, 0, 0, 0, 0, None, None))
-    dyn, err, acc = run(carry.dynamics, dkeys, j0, ev.worker, ev.staleness, data, grid)
+    j0 = carry.timeline.update[0]  # every replica is at the same update
+    S = _segment_length(records, every)
+    tstate, ev, version = scan_events(static.setting, random_draw(static.delay), carry.timeline, src, records * every, S)
+    dyn, err, acc = _dynamics_chunk(static, records, carry.dynamics, dkeys, j0, ev.worker, ev.staleness, version, data, grid)
     stal = ev.staleness.reshape(n, records, every * K)
     stale_sum = jnp.sum(stal, axis=-1, dtype=jnp.int32)
     fresh = jnp.sum(stal == 0, axis=-1, dtype=jnp.int32)

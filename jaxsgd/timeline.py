@@ -422,16 +422,26 @@ def _columns_ok(setting: Setting, draw, src) -> bool:
     )
 
 
-def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length: int) -> tuple[TimelineState, Event]:
+def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length: int, every: int | None = None):
     """Advance every replica of a batch (leading axis) by `length` updates: (state, Event with leaves
-    (replicas, length, ...)). Small-P k_async runs column-wise (_k_async_columns); the rest vmaps STEPS."""
+    (replicas, length, ...)). Small-P k_async runs column-wise (_k_async_columns); the rest vmaps STEPS.
+    With `every` (a divisor of length), also returns the workers' versions after every `every`
+    updates: (state, Event, version (replicas, length // every, P))."""
+    segments = length // every if every else 1
+    seg_len = every or length
     if not _columns_ok(setting, draw, src):
         step = STEPS[setting.variant]
 
         def one(state, src):
-            return lax.scan(lambda s, _: step(s, src, setting.K, draw), state, None, length=length)
+            def segment(state, _):
+                state, ev = lax.scan(lambda s, _: step(s, src, setting.K, draw), state, None, length=seg_len)
+                return state, (ev, state.version)
 
-        return jax.vmap(one)(state, src)
+            state, (ev, version) = lax.scan(segment, state, None, length=segments)
+            return state, jax.tree.map(lambda x: x.reshape(length, *x.shape[2:]), ev), version
+
+        state, ev, version = jax.vmap(one)(state, src)
+        return (state, ev, version) if every else (state, ev)
 
     delay = draw.delay
 
@@ -442,8 +452,14 @@ def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length:
     words = jnp.moveaxis(jax.random.key_data(src.keys), -1, 0).swapaxes(1, 2)  # (2, P, R)
     speeds = None if src.speeds is None else src.speeds.T
     step = functools.partial(_k_async_columns, setting.K, sample, words, speeds)
+
+    def segment(c, _):
+        c, ev = lax.scan(lambda c, _: step(c), c, None, length=seg_len)
+        return c, (ev, c[0][1])
+
     init = ((state.finish.T, state.version.T, state.count.T), state.update)
-    ((finish, version, count), update), ev = lax.scan(lambda c, _: step(c), init, None, length=length)
+    ((finish, version, count), update), (ev, versions) = lax.scan(segment, init, None, length=segments)
+    ev = jax.tree.map(lambda x: x.reshape(length, *x.shape[2:]), ev)
     K = setting.K
     if isinstance(ev, tuple):  # float64 times: the events were not packed
         time, worker, staleness = ev
@@ -451,7 +467,8 @@ def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length:
         time = lax.bitcast_convert_type(ev[:, 0], finish.dtype)
         worker, staleness = ev[:, 1 : K + 1], ev[:, K + 1 :]
     state = TimelineState(finish.T, version.T, count.T, time[-1] if length else state.clock, update)
-    return state, Event(time.T, jnp.transpose(worker, (2, 0, 1)), jnp.transpose(staleness, (2, 0, 1)))
+    events = Event(time.T, jnp.transpose(worker, (2, 0, 1)), jnp.transpose(staleness, (2, 0, 1)))
+    return (state, events, jnp.transpose(versions, (2, 0, 1))) if every else (state, events)
 
 
 def replica_key(seed: int | jax.Array, replica: jax.Array) -> jax.Array:

@@ -286,6 +286,30 @@ def test_stale_variants_match_full_history_reference(config, rule_name):
         assert np.any(weights_seen < 1) and np.any(weights_seen == 1), "the rule's weight never bites"
 
 
+SEGMENT_CASES = {  # id: (variant, P, K, record_every, chunk, updates): the models a gradient reads come from the
+    # ring of the current segment or from the per-worker table, across segments and chunks (engine.SEGMENT)
+    "k_async-segments-of-1": ("k_async", 6, 2, 17, None, 68),  # record_every prime > SEGMENT: segments of 1 update
+    "k_batch_async-2-segments-per-record-2-chunks": ("k_batch_async", 8, 2, 20, 40, 80),
+    "k_async-P40-vmapped-timeline-3-chunks": ("k_async", 40, 4, 5, 30, 90),  # P > timeline.SMALL_P
+    "async-5-updates-per-segment-4-chunks": ("async", 8, None, 1, 25, 100),
+}
+
+
+@pytest.mark.parametrize("config", list(SEGMENT_CASES))
+def test_stale_models_across_segments_and_chunks(config):
+    variant, P, K, every, chunk, U = SEGMENT_CASES[config]
+    seed, R, delay, eta = 3, 2, Exponential(1.0), 0.3
+    res = jaxsgd.simulate(STALE_PROB, variant, P=P, K=K, delay=delay, lr=Constant(eta), updates=U, record_every=every,
+                          replicas=R, seed=seed, chunk=chunk)
+    tl = jaxsgd.timeline(variant, P, K, delay=delay, updates=U, replicas=R, seed=seed)
+    assert tl.staleness.max() > 5  # gradients from before the segment, and before the chunk
+    h, w0 = STALE_PROB.curvatures(), np.full(STALE_PROB.dim, STALE_PROB.init)
+    for r in range(R):
+        eps = nqm_noise(seed, r, U, STALE_PROB.dim)
+        ref = stale_sgd(h, w0, tl.staleness[r], eps, "constant", {"eta": eta}, P, STALE_PROB.sigma2)
+        np.testing.assert_allclose(res.records.error[0, r], ref[::every], rtol=1e-5, atol=1e-8, err_msg=f"replica {r}")
+
+
 # ============================================================================ 5. reproducibility
 
 
