@@ -45,6 +45,7 @@ from .lr import Constant, Optimizer, Rule
 from .problems.base import Problem
 from .results import Records, Result
 from .timeline import (
+    FAST_THREEFRY,
     TimelineState,
     compile_loop,
     fast_key,
@@ -170,39 +171,50 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
     keys = settle(jax.vmap(lambda k: jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(k), j))(dkeys))
     impl = jax.random.key_impl(keys)
     words = lax.bitcast_convert_type(jax.random.key_data(keys), jnp.int32)
-    events = jnp.concatenate([worker, staleness, words], axis=2).swapaxes(0, 1)  # (U, R, 2K + key words)
+    settled = impl == FAST_THREEFRY  # a settled key is (k1, k2, 0, 0): only two words travel
+    if settled:
+        words = words[..., :2]
+    # each update's position in the chunk and in its segment travel with its events (the same for
+    # every replica), so the loop carries no counters of its own
+    u = jnp.arange(U, dtype=jnp.int32)
+    pos = jnp.broadcast_to(jnp.stack([u, u % S], axis=1)[None], (worker.shape[0], U, 2))
+    events = jnp.concatenate([worker, staleness, words, pos], axis=2).swapaxes(0, 1)  # (U, R, columns)
+    at = events.shape[2] - 2  # the position columns
 
     stale = static.setting.stale
     per_point = jax.vmap(functools.partial(_update, static, data), in_axes=(0, 0, 0, 1, None, None))  # grid points
 
-    def per_replica(w, opt_state, table, ring, worker, staleness, key, u):
-        """u: (updates since the chunk's start, since the segment's start)"""
+    def per_replica(w, opt_state, table, ring, worker, staleness, key, u, in_segment):
+        """u: updates since the chunk's start; in_segment: updates since the segment's start"""
         if stale:  # version j - s: in the ring if it is in the segment, else the worker's pull before it
-            recent = ring[(u[0] - staleness) % L]
-            points = jnp.where((staleness <= u[1])[:, None, None], recent, jnp.moveaxis(table, 1, 0)[worker])
+            recent = ring[(u - staleness) % L]
+            points = jnp.where((staleness <= in_segment)[:, None, None], recent, jnp.moveaxis(table, 1, 0)[worker])
         else:
             points = jnp.broadcast_to(w[None], (K, *w.shape))
         return per_point(w, opt_state, grid, points, staleness, key)
 
-    step = jax.vmap(per_replica, in_axes=(0, 0, 0, 1 if stale else None, 0, 0, 0, None))
+    step = jax.vmap(per_replica, in_axes=(0, 0, 0, 1 if stale else None, 0, 0, 0, 0, 0))
 
     # Update j's events travel in the loop state, sliced one update ahead: sliced inside the noise
     # kernel, the dynamic indexing stopped XLA:CPU from vectorising it.
     def one_update(c, ev_next):
-        (w, opt_state, table, ring, u), ev = c
-        key = jax.random.wrap_key_data(lax.bitcast_convert_type(ev[:, 2 * K :], jnp.uint32), impl=impl)
-        w, opt_state = step(w, opt_state, table, ring, ev[:, :K], ev[:, K : 2 * K], key, u)
+        (w, opt_state, table, ring), ev = c
+        kw = lax.bitcast_convert_type(ev[:, 2 * K : at], jnp.uint32)
+        if settled:
+            kw = jnp.concatenate([kw, jnp.zeros_like(kw)], axis=1)
+        key = jax.random.wrap_key_data(kw, impl=impl)
+        w, opt_state = step(w, opt_state, table, ring, ev[:, :K], ev[:, K : 2 * K], key, ev[:, at], ev[:, at + 1])
         if stale:
-            ring = lax.dynamic_update_index_in_dim(ring, w, (u[0] + 1) % L, 0)
-        return ((w, opt_state, table, ring, u + 1), ev_next), None
+            ring = lax.dynamic_update_index_in_dim(ring, w, (ev[0, at] + 1) % L, 0)
+        return ((w, opt_state, table, ring), ev_next), None
 
-    def end_segment(c, version):  # the table of the next segment; version (R, P)
-        (w, opt_state, table, ring, u), ev = c
+    def end_segment(c, version, first):  # the table of the next segment; version (R, P); first: the segment's first update
+        (w, opt_state, table, ring), ev = c
         if stale:
-            pulled = version >= j0 + u[0] - S  # pulled in the segment
+            pulled = version >= j0 + first  # pulled in the segment
             rows = ring[(version - j0) % L, jnp.arange(version.shape[0])[:, None]]  # (R, P, G, dim)
             table = jnp.where(pulled[:, None, :, None], jnp.moveaxis(rows, 1, 2), table)
-        return (w, opt_state, table, ring, u.at[1].set(0)), ev
+        return (w, opt_state, table, ring), ev
 
     def measure(c):
         return jax.vmap(lambda w: _measure(static, data, Dynamics(w, None, None)))(c[0][0])
@@ -212,8 +224,9 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
         ring = jnp.zeros((L, *dyn.w.shape), dyn.w.dtype).at[0].set(dyn.w)
     else:
         ring, version = jnp.zeros((0,), dyn.w.dtype), jnp.zeros((U // S, 0), jnp.int32)
-    init = ((dyn.w, dyn.opt_state, dyn.pulled, ring, jnp.zeros(2, jnp.int32)), events[0])
+    init = ((dyn.w, dyn.opt_state, dyn.pulled, ring), events[0])
     version = jnp.swapaxes(version, 0, 1) if stale else version  # (segments, R, P)
+    first = S * jnp.arange(U // S, dtype=jnp.int32)
     if S % every == 0:  # a segment of S // every records
 
         def record(c, evs):
@@ -221,26 +234,27 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
             return c, measure(c)
 
         def segment(c, xs):
-            evs, version = xs
+            evs, version, first = xs
             c, rec = lax.scan(record, c, evs.reshape(S // every, every, *evs.shape[1:]))
-            return end_segment(c, version), rec
+            return end_segment(c, version, first), rec
 
-        c, (err, acc) = lax.scan(segment, init, (ahead.reshape(U // S, S, *ahead.shape[1:]), version))
+        c, (err, acc) = lax.scan(segment, init, (ahead.reshape(U // S, S, *ahead.shape[1:]), version, first))
         err, acc = (x.reshape(records, *x.shape[2:]) for x in (err, acc))
     else:  # a record of every // S segments
 
         def segment(c, xs):
-            evs, version = xs
+            evs, version, first = xs
             c, _ = lax.scan(one_update, c, evs)
-            return end_segment(c, version), None
+            return end_segment(c, version, first), None
 
         def record(c, xs):
             c, _ = lax.scan(segment, c, xs)
             return c, measure(c)
 
-        xs = (ahead.reshape(records, every // S, S, *ahead.shape[1:]), version.reshape(records, every // S, *version.shape[1:]))
+        n = every // S
+        xs = (ahead.reshape(records, n, S, *ahead.shape[1:]), version.reshape(records, n, *version.shape[1:]), first.reshape(records, n))
         c, (err, acc) = lax.scan(record, init, xs)
-    (w, opt_state, table, _, _), _ = c
+    (w, opt_state, table, _), _ = c
     return Dynamics(w, table, opt_state), err.swapaxes(0, 1), acc.swapaxes(0, 1)
 
 

@@ -358,10 +358,11 @@ def _rank(finish: jax.Array) -> jax.Array:
 
 
 def _k_async_columns(K: int, sample, words: jax.Array, speeds: jax.Array | None, carry):
-    """One k_async update of a batch of R replicas stored column-wise: carry = (finish, version,
-    count) (P, R) and update (R,); words (2, P, R) the workers' key words; speeds (P, R) or None (all
-    1). Returns the new carry and the update's events: one int32 array (2K + 1, R) holding the bits
-    of t, the K workers and their staleness (float64 times: a tuple (t, workers, staleness)).
+    """One k_async update of a batch of R replicas stored column-wise: carry = (finish (P, R), ints
+    (2P + 1, R)), ints stacking version (rows 0..P-1), count (rows P..2P-1) and update (row 2P), so
+    that one kernel writes all three; words (2, P, R) the workers' key words; speeds (P, R) or None
+    (all 1). Returns the new carry and the update's events: one int32 array (2K + 1, R) holding the
+    bits of t, the K workers and their staleness (float64 times: a tuple (t, workers, staleness)).
 
     The same numbers as vmap(_k_async). Every reduction runs across workers, elementwise along
     replicas, where XLA vectorises it (under vmap the worker axis is the minor one and nothing
@@ -370,8 +371,9 @@ def _k_async_columns(K: int, sample, words: jax.Array, speeds: jax.Array | None,
     sums of their bits are exact) and the pushers' next finish times. On CPU each kernel has a fixed
     cost that a block of a hundred replicas does not amortise, so few kernels, and one output per
     step, is what makes it fast."""
-    (finish, version, count), update = carry
+    finish, ints = carry
     P = finish.shape[0]
+    version, count, update = ints[:P], ints[P : 2 * P], ints[2 * P]
     itype = _int_type(finish.dtype)
     rank = _rank(finish)  # (P, R): arrival order
     sel = rank[None] == jnp.arange(K, dtype=jnp.int32)[:, None, None]  # (K, P, R)
@@ -389,12 +391,13 @@ def _k_async_columns(K: int, sample, words: jax.Array, speeds: jax.Array | None,
     # instead lets XLA:CPU round t + s * x differently (one fused multiply-add or two roundings)
     done_at = jnp.sum(jnp.where(sel, (t + x)[:, None, :], 0), axis=0, dtype=x.dtype)
     pushed = rank < K
-    state = (jnp.where(pushed, done_at, finish), jnp.where(pushed, update + 1, version), count + pushed)
+    ints = jnp.concatenate([jnp.where(pushed, update + 1, version), count + pushed, (update + 1)[None]])
+    state = (jnp.where(pushed, done_at, finish), ints)
     staleness = (update - picked[1]).astype(jnp.int32)
     worker = picked[5].astype(jnp.int32)
     if itype == jnp.int32:  # one output per step: the bits of t, the workers, their staleness
-        return (state, update + 1), jnp.concatenate([lax.bitcast_convert_type(t, jnp.int32)[None], worker, staleness])
-    return (state, update + 1), (t, worker, staleness)
+        return state, jnp.concatenate([lax.bitcast_convert_type(t, jnp.int32)[None], worker, staleness])
+    return state, (t, worker, staleness)
 
 
 def _int_type(dtype):
@@ -453,12 +456,15 @@ def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length:
     speeds = None if src.speeds is None else src.speeds.T
     step = functools.partial(_k_async_columns, setting.K, sample, words, speeds)
 
+    P = setting.P
+
     def segment(c, _):
         c, ev = lax.scan(lambda c, _: step(c), c, None, length=seg_len)
-        return c, (ev, c[0][1])
+        return c, (ev, c[1][:P])
 
-    init = ((state.finish.T, state.version.T, state.count.T), state.update)
-    ((finish, version, count), update), (ev, versions) = lax.scan(segment, init, None, length=segments)
+    init = (state.finish.T, jnp.concatenate([state.version.T, state.count.T, state.update[None]]))
+    (finish, ints), (ev, versions) = lax.scan(segment, init, None, length=segments)
+    version, count, update = ints[:P], ints[P : 2 * P], ints[2 * P]
     ev = jax.tree.map(lambda x: x.reshape(length, *x.shape[2:]), ev)
     K = setting.K
     if isinstance(ev, tuple):  # float64 times: the events were not packed
