@@ -252,7 +252,8 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
             return c, measure(c)
 
         n = every // S
-        xs = (ahead.reshape(records, n, S, *ahead.shape[1:]), version.reshape(records, n, *version.shape[1:]), first.reshape(records, n))
+        xs = (ahead.reshape(records, n, S, *ahead.shape[1:]), version.reshape(records, n, *version.shape[1:]),
+              first.reshape(records, n))
         c, (err, acc) = lax.scan(record, init, xs)
     (w, opt_state, table, _), _ = c
     return Dynamics(w, table, opt_state), err.swapaxes(0, 1), acc.swapaxes(0, 1)
