@@ -43,9 +43,10 @@ timeline_module = sys.modules["jaxsgd.timeline"]
 REAL_EVENTS, REAL_CHUNK = engine.scan_events, engine._dynamics_chunk
 
 
-def formula_events(setting, draw, state, src, length, every=None):
+def formula_events(setting, draw, state, src, length, every=None, columns=False):
     """Events of the right shapes from a formula: K distinct workers per update, staleness 3, every
-    worker's version at a segment's end that segment's last."""
+    worker's version at a segment's end that segment's last (replicas last with `columns`, as the
+    engine asks)."""
     n = state.clock.shape[0]
     j = jnp.arange(length, dtype=jnp.int32)[None, :, None]
     r = jnp.arange(n, dtype=jnp.int32)[:, None, None]
@@ -53,10 +54,12 @@ def formula_events(setting, draw, state, src, length, every=None):
     staleness = jnp.full((n, length, setting.K), 3, jnp.int32)
     time = jnp.broadcast_to(jnp.arange(length, dtype=state.clock.dtype)[None], (n, length))
     events = timeline_module.Event(time, worker.astype(jnp.int32), staleness)
-    if every is None:
-        return state, events
-    ends = state.update[:, None] + every * jnp.arange(1, length // every + 1, dtype=jnp.int32)[None]
-    return state, events, jnp.broadcast_to(ends[:, :, None], (n, length // every, setting.P))
+    ends = state.update[:, None] + every * jnp.arange(1, length // every + 1, dtype=jnp.int32)[None] if every else None
+    version = None if every is None else jnp.broadcast_to(ends[:, :, None], (n, length // every, setting.P))
+    if columns:
+        events = timeline_module.Event(time.T, jnp.transpose(events.worker, (1, 2, 0)), jnp.transpose(staleness, (1, 2, 0)))
+        version = None if every is None else jnp.transpose(version, (1, 2, 0))
+    return (state, events) if every is None else (state, events, version)
 
 
 def no_worker_models(static, *args):

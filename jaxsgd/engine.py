@@ -149,10 +149,10 @@ def _segment_length(records: int, every: int) -> int:
 
 def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, worker, staleness, version, data, grid: dict):
     """Advance a batch of replicas' models (leaves (R, G, ...)), every grid point, through the given
-    events (worker, staleness: (R, U, K) for U = `records` x `record_every` updates from update j0, a
-    scalar); `version` (R, U // S, P): the version each worker's job in flight after each segment
-    of S = _segment_length updates started on. Returns (dynamics, error (R, records, G), accuracy
-    (R, records, G)).
+    events, replicas last (worker, staleness: (U, K, R) for U = `records` x `record_every` updates
+    from update j0, a scalar); `version` (U // S, P, R): the version each worker's job in flight
+    after each segment of S = _segment_length updates started on. Returns (dynamics, error (R,
+    records, G), accuracy (R, records, G)).
 
     A gradient of staleness s applied at update j was computed at w_{j-s}. The stale variants keep two
     buffers: the per-worker table `pulled` (the models of the workers' jobs in flight at the current
@@ -168,18 +168,18 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
     # update j's noise key, all drawn up front: inside the loop XLA would fuse the key's hash into the
     # noise kernel and recompute it for every coordinate
     j = (j0 + jnp.arange(U, dtype=jnp.int32)).astype(jnp.uint32)
-    keys = settle(jax.vmap(lambda k: jax.vmap(jax.random.fold_in, in_axes=(None, 0))(fast_key(k), j))(dkeys))
+    keys = settle(jax.vmap(lambda jj: jax.vmap(lambda k: jax.random.fold_in(fast_key(k), jj))(dkeys))(j))  # (U, R)
     impl = jax.random.key_impl(keys)
-    words = lax.bitcast_convert_type(jax.random.key_data(keys), jnp.int32)
+    words = jnp.moveaxis(lax.bitcast_convert_type(jax.random.key_data(keys), jnp.int32), 2, 1)  # (U, words, R)
     settled = impl == FAST_THREEFRY  # a settled key is (k1, k2, 0, 0): only two words travel
     if settled:
-        words = words[..., :2]
+        words = words[:, :2]
     # each update's position in the chunk and in its segment travel with its events (the same for
     # every replica), so the loop carries no counters of its own
     u = jnp.arange(U, dtype=jnp.int32)
-    pos = jnp.broadcast_to(jnp.stack([u, u % S], axis=1)[None], (worker.shape[0], U, 2))
-    events = jnp.concatenate([worker, staleness, words, pos], axis=2).swapaxes(0, 1)  # (U, R, columns)
-    at = events.shape[2] - 2  # the position columns
+    pos = jnp.broadcast_to(jnp.stack([u, u % S], axis=1)[:, :, None], (U, 2, worker.shape[2]))
+    events = jnp.concatenate([worker, staleness, words, pos], axis=1)  # (U, rows, R): replicas last, as made
+    at = events.shape[1] - 2  # the position rows
 
     stale = static.setting.stale
     per_point = jax.vmap(functools.partial(_update, static, data), in_axes=(0, 0, 0, 1, None, None))  # grid points
@@ -193,24 +193,25 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
             points = jnp.broadcast_to(w[None], (K, *w.shape))
         return per_point(w, opt_state, grid, points, staleness, key)
 
-    step = jax.vmap(per_replica, in_axes=(0, 0, 0, 1 if stale else None, 0, 0, 0, 0, 0))
+    step = jax.vmap(per_replica, in_axes=(0, 0, 0, 1 if stale else None, 1, 1, 0, 0, 0))
 
     # Update j's events travel in the loop state, sliced one update ahead: sliced inside the noise
     # kernel, the dynamic indexing stopped XLA:CPU from vectorising it.
     def one_update(c, ev_next):
         (w, opt_state, table, ring), ev = c
-        kw = lax.bitcast_convert_type(ev[:, 2 * K : at], jnp.uint32)
+        kw = lax.bitcast_convert_type(ev[2 * K : at], jnp.uint32).T  # (R, key words)
         if settled:
             kw = jnp.concatenate([kw, jnp.zeros_like(kw)], axis=1)
         key = jax.random.wrap_key_data(kw, impl=impl)
-        w, opt_state = step(w, opt_state, table, ring, ev[:, :K], ev[:, K : 2 * K], key, ev[:, at], ev[:, at + 1])
+        w, opt_state = step(w, opt_state, table, ring, ev[:K], ev[K : 2 * K], key, ev[at], ev[at + 1])
         if stale:
-            ring = lax.dynamic_update_index_in_dim(ring, w, (ev[0, at] + 1) % L, 0)
+            ring = lax.dynamic_update_index_in_dim(ring, w, (ev[at, 0] + 1) % L, 0)
         return ((w, opt_state, table, ring), ev_next), None
 
-    def end_segment(c, version, first):  # the table of the next segment; version (R, P); first: the segment's first update
+    def end_segment(c, version, first):  # the table of the next segment; version (P, R); first: the segment's first update
         (w, opt_state, table, ring), ev = c
         if stale:
+            version = version.T
             pulled = version >= j0 + first  # pulled in the segment
             rows = ring[(version - j0) % L, jnp.arange(version.shape[0])[:, None]]  # (R, P, G, dim)
             table = jnp.where(pulled[:, None, :, None], jnp.moveaxis(rows, 1, 2), table)
@@ -225,7 +226,6 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
     else:
         ring, version = jnp.zeros((0,), dyn.w.dtype), jnp.zeros((U // S, 0), jnp.int32)
     init = ((dyn.w, dyn.opt_state, dyn.pulled, ring), events[0])
-    version = jnp.swapaxes(version, 0, 1) if stale else version  # (segments, R, P)
     first = S * jnp.arange(U // S, dtype=jnp.int32)
     if S % every == 0:  # a segment of S // every records
 
@@ -267,12 +267,13 @@ def _advance(static: Static, records: int, carry: Carry, src, dkeys, data, grid)
     n = dkeys.shape[0]
     j0 = carry.timeline.update[0]  # every replica is at the same update
     S = _segment_length(records, every)
-    tstate, ev, version = scan_events(static.setting, random_draw(static.delay), carry.timeline, src, records * every, S)
+    draw = random_draw(static.delay)
+    tstate, ev, version = scan_events(static.setting, draw, carry.timeline, src, records * every, S, columns=True)
     dyn, err, acc = _dynamics_chunk(static, records, carry.dynamics, dkeys, j0, ev.worker, ev.staleness, version, data, grid)
-    stal = ev.staleness.reshape(n, records, every * K)
-    stale_sum = jnp.sum(stal, axis=-1, dtype=jnp.int32)
-    fresh = jnp.sum(stal == 0, axis=-1, dtype=jnp.int32)
-    record = Record(ev.time[:, every - 1 :: every], stale_sum, fresh, err, acc)
+    stal = ev.staleness.reshape(records, every * K, n)
+    stale_sum = jnp.sum(stal, axis=1, dtype=jnp.int32).T
+    fresh = jnp.sum(stal == 0, axis=1, dtype=jnp.int32).T
+    record = Record(ev.time[every - 1 :: every].T, stale_sum, fresh, err, acc)
     return Carry(tstate, dyn, stale_sum[:, -1], fresh[:, -1]), record
 
 

@@ -425,11 +425,14 @@ def _columns_ok(setting: Setting, draw, src) -> bool:
     )
 
 
-def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length: int, every: int | None = None):
+def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length: int, every: int | None = None,
+                columns: bool = False):
     """Advance every replica of a batch (leading axis) by `length` updates: (state, Event with leaves
     (replicas, length, ...)). Small-P k_async runs column-wise (_k_async_columns); the rest vmaps STEPS.
     With `every` (a divisor of length), also returns the workers' versions after every `every`
-    updates: (state, Event, version (replicas, length // every, P))."""
+    updates: (state, Event, version (replicas, length // every, P)). With `columns`, the events and
+    versions come replicas last: time (length, R), worker and staleness (length, K, R), version
+    (length // every, P, R), as the column-wise step makes them (no transposes)."""
     segments = length // every if every else 1
     seg_len = every or length
     if not _columns_ok(setting, draw, src):
@@ -444,6 +447,9 @@ def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length:
             return state, jax.tree.map(lambda x: x.reshape(length, *x.shape[2:]), ev), version
 
         state, ev, version = jax.vmap(one)(state, src)
+        if columns:
+            ev = Event(ev.time.T, jnp.transpose(ev.worker, (1, 2, 0)), jnp.transpose(ev.staleness, (1, 2, 0)))
+            version = jnp.transpose(version, (1, 2, 0))
         return (state, ev, version) if every else (state, ev)
 
     delay = draw.delay
@@ -473,6 +479,8 @@ def scan_events(setting: Setting, draw: Draw, state: TimelineState, src, length:
         time = lax.bitcast_convert_type(ev[:, 0], finish.dtype)
         worker, staleness = ev[:, 1 : K + 1], ev[:, K + 1 :]
     state = TimelineState(finish.T, version.T, count.T, time[-1] if length else state.clock, update)
+    if columns:
+        return (state, Event(time, worker, staleness), versions) if every else (state, Event(time, worker, staleness))
     events = Event(time.T, jnp.transpose(worker, (2, 0, 1)), jnp.transpose(staleness, (2, 0, 1)))
     return (state, events, jnp.transpose(versions, (2, 0, 1))) if every else (state, events)
 
