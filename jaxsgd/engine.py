@@ -195,10 +195,12 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
 
     step = jax.vmap(per_replica, in_axes=(0, 0, 0, 1 if stale else None, 1, 1, 0, 0, 0))
 
-    # Update j's events travel in the loop state, sliced one update ahead: sliced inside the noise
-    # kernel, the dynamic indexing stopped XLA:CPU from vectorising it.
-    def one_update(c, ev_next):
+    # Update j's events travel in the loop state, sliced one update ahead (at the position its own
+    # row holds): sliced inside the noise kernel, the dynamic indexing stopped XLA:CPU from
+    # vectorising it.
+    def one_update(c, _):
         (w, opt_state, table, ring), ev = c
+        ev_next = lax.dynamic_index_in_dim(events, ev[at, 0] + 1, keepdims=False)  # clamped after the last
         kw = lax.bitcast_convert_type(ev[2 * K : at], jnp.uint32).T  # (R, key words)
         if settled:
             kw = jnp.concatenate([kw, jnp.zeros_like(kw)], axis=1)
@@ -220,7 +222,6 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
     def measure(c):
         return jax.vmap(lambda w: _measure(static, data, Dynamics(w, None, None)))(c[0][0])
 
-    ahead = jnp.concatenate([events[1:], events[-1:]])
     if stale:
         ring = jnp.zeros((L, *dyn.w.shape), dyn.w.dtype).at[0].set(dyn.w)
     else:
@@ -229,22 +230,22 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
     first = S * jnp.arange(U // S, dtype=jnp.int32)
     if S % every == 0:  # a segment of S // every records
 
-        def record(c, evs):
-            c, _ = lax.scan(one_update, c, evs)
+        def record(c, _):
+            c, _ = lax.scan(one_update, c, None, length=every)
             return c, measure(c)
 
         def segment(c, xs):
-            evs, version, first = xs
-            c, rec = lax.scan(record, c, evs.reshape(S // every, every, *evs.shape[1:]))
+            version, first = xs
+            c, rec = lax.scan(record, c, None, length=S // every)
             return end_segment(c, version, first), rec
 
-        c, (err, acc) = lax.scan(segment, init, (ahead.reshape(U // S, S, *ahead.shape[1:]), version, first))
+        c, (err, acc) = lax.scan(segment, init, (version, first))
         err, acc = (x.reshape(records, *x.shape[2:]) for x in (err, acc))
     else:  # a record of every // S segments
 
         def segment(c, xs):
-            evs, version, first = xs
-            c, _ = lax.scan(one_update, c, evs)
+            version, first = xs
+            c, _ = lax.scan(one_update, c, None, length=S)
             return end_segment(c, version, first), None
 
         def record(c, xs):
@@ -252,8 +253,7 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
             return c, measure(c)
 
         n = every // S
-        xs = (ahead.reshape(records, n, S, *ahead.shape[1:]), version.reshape(records, n, *version.shape[1:]),
-              first.reshape(records, n))
+        xs = (version.reshape(records, n, *version.shape[1:]), first.reshape(records, n))
         c, (err, acc) = lax.scan(record, init, xs)
     (w, opt_state, table, _), _ = c
     return Dynamics(w, table, opt_state), err.swapaxes(0, 1), acc.swapaxes(0, 1)
