@@ -177,26 +177,23 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
     # each update's position in the chunk and in its segment travel with its events (the same for
     # every replica), so the loop carries no counters of its own
     u = jnp.arange(U, dtype=jnp.int32)
-    R = worker.shape[2]
-    pos = jnp.broadcast_to(jnp.stack([u, u % S], axis=1)[:, :, None], (U, 2, R))
-    stale = static.setting.stale
-    if stale:  # the rows of the flattened table (R * P rows) and ring (L * R rows) each gradient reads
-        r = jnp.arange(R, dtype=jnp.int32)
-        reads = [r * static.setting.P + worker, ((u[:, None, None] - staleness) % L) * R + r]
-    else:
-        reads = []
-    events = jnp.concatenate([staleness, *reads, words, pos], axis=1)  # (U, rows, R): replicas last, as made
+    pos = jnp.broadcast_to(jnp.stack([u, u % S], axis=1)[:, :, None], (U, 2, worker.shape[2]))
+    events = jnp.concatenate([worker, staleness, words, pos], axis=1)  # (U, rows, R): replicas last, as made
     at = events.shape[1] - 2  # the position rows
-    kw = (3 if stale else 1) * K  # the key words' rows
 
+    stale = static.setting.stale
     per_point = jax.vmap(functools.partial(_update, static, data), in_axes=(0, 0, 0, 1, None, None))  # grid points
 
-    def per_replica(w, opt_state, points, staleness, key):  # points (K, G, dim), or None: all at w_j
-        if points is None:
+    def per_replica(w, opt_state, table, ring, worker, staleness, key, u, in_segment):
+        """u: updates since the chunk's start; in_segment: updates since the segment's start"""
+        if stale:  # version j - s: in the ring if it is in the segment, else the worker's pull before it
+            recent = ring[(u - staleness) % L]
+            points = jnp.where((staleness <= in_segment)[:, None, None], recent, jnp.moveaxis(table, 1, 0)[worker])
+        else:
             points = jnp.broadcast_to(w[None], (K, *w.shape))
         return per_point(w, opt_state, grid, points, staleness, key)
 
-    step = jax.vmap(per_replica, in_axes=(0, 0, 0 if stale else None, 1, 0))
+    step = jax.vmap(per_replica, in_axes=(0, 0, 0, 1 if stale else None, 1, 1, 0, 0, 0))
 
     # Update j's events travel in the loop state, sliced one update ahead (at the position its own
     # row holds): sliced inside the noise kernel, the dynamic indexing stopped XLA:CPU from
@@ -204,17 +201,11 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, work
     def one_update(c, _):
         (w, opt_state, table, ring), ev = c
         ev_next = lax.dynamic_index_in_dim(events, ev[at, 0] + 1, keepdims=False)  # clamped after the last
-        words = lax.bitcast_convert_type(ev[kw:at], jnp.uint32).T  # (R, key words)
+        kw = lax.bitcast_convert_type(ev[2 * K : at], jnp.uint32).T  # (R, key words)
         if settled:
-            words = jnp.concatenate([words, jnp.zeros_like(words)], axis=1)
-        key = jax.random.wrap_key_data(words, impl=impl)
-        staleness, points = ev[:K], None
-        if stale:  # version j - s: in the ring if it is in the segment, else the worker's pull before it
-            n, G, P, dim = table.shape
-            recent = ring.reshape(L * n, G, dim)[ev[2 * K : 3 * K].T]  # (R, K, G, dim)
-            pulled = jnp.moveaxis(table, 2, 1).reshape(n * P, G, dim)[ev[K : 2 * K].T]
-            points = jnp.where((staleness <= ev[at + 1]).T[..., None, None], recent, pulled)
-        w, opt_state = step(w, opt_state, points, staleness, key)
+            kw = jnp.concatenate([kw, jnp.zeros_like(kw)], axis=1)
+        key = jax.random.wrap_key_data(kw, impl=impl)
+        w, opt_state = step(w, opt_state, table, ring, ev[:K], ev[K : 2 * K], key, ev[at], ev[at + 1])
         if stale:
             ring = lax.dynamic_update_index_in_dim(ring, w, (ev[at, 0] + 1) % L, 0)
         return ((w, opt_state, table, ring), ev_next), None
