@@ -75,6 +75,7 @@ import numpy as np  # noqa: E402
 
 import jaxsgd  # noqa: E402
 from jaxsgd.delays import Exponential  # noqa: E402
+from jaxsgd.engine import padded_problem  # noqa: E402
 from jaxsgd.lr import Constant  # noqa: E402
 from jaxsgd.problems import NoisyQuadratic  # noqa: E402
 from jaxsgd.timeline import compile_loop, fast_key, replica_key  # noqa: E402
@@ -195,18 +196,22 @@ def numpy_vectorised(w: dict, replicas: int) -> dict:
 # ------------------------------------------------------------------------------------------ 3. roofline
 
 
-def roofline_runner(w: dict, replicas: int):
+def roofline_runner(w: dict, replicas: int, padded: bool = False):
     """A compiled function: every replica does w <- w - eta/K * weighted_grad(K copies of w) for
     `updates` updates, with the engine's noise keys and draw (update j: normal(fold_in(stream 1, j))),
     the error recorded every record_every updates; replicas sharded over the devices. No timeline,
-    no per-worker models, no staleness."""
+    no per-worker models, no staleness. `padded`: on the problem as the engine runs it (its padded
+    view on CPU, jaxsgd.engine.padded_problem), the same numbers drawn and the same arithmetic on the
+    problem's own coordinates."""
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as PS
 
-    prob = problem_of(w)
-    data = prob.data()
-    K, m, eta, dim, U, every = w["K"], w["batch"], w["eta"], w["dim"], w["updates"], w["record_every"]
     devices = jax.local_devices()
+    prob = problem_of(w)
+    if padded:
+        prob = padded_problem(prob, devices[0].platform)
+    data = prob.data()
+    K, m, eta, dim, U, every = w["K"], w["batch"], w["eta"], prob.dim, w["updates"], w["record_every"]
     padded = -(-replicas // len(devices)) * len(devices)
 
     def one(r):
@@ -244,8 +249,8 @@ def roofline_runner(w: dict, replicas: int):
     return compile_seconds, run
 
 
-def roofline(w: dict, replicas: int, repeat: int) -> dict:
-    compile_seconds, run = roofline_runner(w, replicas)
+def roofline(w: dict, replicas: int, repeat: int, padded: bool = False) -> dict:
+    compile_seconds, run = roofline_runner(w, replicas, padded)
     seconds, errors = best_of(run, repeat)
     return dict(seconds=seconds, replicas=replicas, compile_seconds=compile_seconds,
                 final_error_mean=float(errors[:, -1].mean()), staleness_mean=0.0)
@@ -268,21 +273,26 @@ def _engine_report(first: jaxsgd.Result, runs: list) -> dict:
                 final_error_mean=float(best.records.error[0, :, -1].mean()), staleness_mean=best.staleness_mean)
 
 
-def roofline_and_engine(w: dict, replicas: int, repeat: int) -> tuple[dict, dict]:
-    """The roofline and jaxsgd, timed in alternation (roofline, jaxsgd, roofline, ...) and each the
-    best of `repeat`: on a shared machine the load drifts, and alternating exposes both to the same
-    drift, so their ratio is not an artefact of which ran in a quiet minute."""
-    compile_seconds, run = roofline_runner(w, replicas)
+def roofline_and_engine(w: dict, replicas: int, repeat: int) -> tuple[dict, dict | None, dict]:
+    """The roofline, the padded roofline (None where the engine does not pad) and jaxsgd, timed in
+    alternation (roofline, padded roofline, jaxsgd, roofline, ...) and each the best of `repeat`: on
+    a shared machine the load drifts, and alternating exposes all to the same drift, so their ratios
+    are not an artefact of which ran in a quiet minute."""
+    pads = padded_problem(problem_of(w), jax.local_devices()[0].platform).dim != w["dim"]
+    runners = {"roofline": roofline_runner(w, replicas)}
+    if pads:
+        runners["roofline_padded"] = roofline_runner(w, replicas, padded=True)
     first = simulate(w, replicas)  # compiles; its run counts too
-    roof_best, errors, runs = float("inf"), None, [first]
+    best, errors, runs = dict.fromkeys(runners, float("inf")), {}, [first]
     for i in range(max(1, repeat)):
-        s, errors = run()
-        roof_best = min(roof_best, s)
+        for name, (_, run) in runners.items():
+            s, errors[name] = run()
+            best[name] = min(best[name], s)
         if i > 0:
             runs.append(simulate(w, replicas))
-    roof = dict(seconds=roof_best, replicas=replicas, compile_seconds=compile_seconds,
-                final_error_mean=float(errors[:, -1].mean()), staleness_mean=0.0)
-    return roof, _engine_report(first, runs)
+    roofs = {name: dict(seconds=best[name], replicas=replicas, compile_seconds=runners[name][0],
+                        final_error_mean=float(errors[name][:, -1].mean()), staleness_mean=0.0) for name in runners}
+    return roofs["roofline"], roofs.get("roofline_padded"), _engine_report(first, runs)
 
 
 def timeline_alone(w: dict, replicas: int, repeat: int) -> dict:
@@ -426,7 +436,10 @@ def main() -> int:
     print("numpy ...", end=" ", flush=True)
     _, methods["numpy"] = best_of(lambda: (lambda r: (r["seconds"], r))(numpy_vectorised(w, w["numpy_replicas"])), repeat)
     print("roofline and jaxsgd, alternating ...", end=" ", flush=True)
-    methods["roofline"], methods["jaxsgd"] = roofline_and_engine(w, w["replicas"], repeat)
+    methods["roofline"], padded, jaxsgd_run = roofline_and_engine(w, w["replicas"], repeat)
+    if padded is not None:
+        methods["roofline_padded"] = padded
+    methods["jaxsgd"] = jaxsgd_run
     print("timeline ...", flush=True)
     report["timeline"] = timeline_alone(w, w["replicas"], repeat)
     for m in methods.values():
@@ -442,12 +455,14 @@ def main() -> int:
         "numpy_over_naive": rate["numpy"] / rate["naive"],
         "timeline_over_jaxsgd": report["timeline"]["trajectory_updates_per_second"] / rate["jaxsgd"],
     }
+    if "roofline_padded" in rate:
+        report["ratios"]["jaxsgd_over_roofline_padded"] = rate["jaxsgd"] / rate["roofline_padded"]
     report["peak_rss_mb_main_process"] = peak_rss_mb()
 
-    print(f"\n{'method':10s} {'replicas':>8s} {'run s':>8s} {'traj-updates/s':>15s} {'ns/traj-update':>15s} "
+    print(f"\n{'method':15s} {'replicas':>8s} {'run s':>8s} {'traj-updates/s':>15s} {'ns/traj-update':>15s} "
           f"{'jaxsgd is x':>11s} {'final error':>11s} {'staleness':>9s}")
     for k, v in methods.items():
-        print(f"{k:10s} {v['replicas']:8d} {v['seconds']:8.3f} {fmt_rate(v['trajectory_updates_per_second']):>15s} "
+        print(f"{k:15s} {v['replicas']:8d} {v['seconds']:8.3f} {fmt_rate(v['trajectory_updates_per_second']):>15s} "
               f"{v['ns_per_trajectory_update']:15.1f} {rate['jaxsgd'] / rate[k]:11.2f} {v['final_error_mean']:11.5f} "
               f"{v['staleness_mean']:9.3f}")
     j, tl = methods["jaxsgd"], report["timeline"]
@@ -455,6 +470,10 @@ def main() -> int:
           f"{j['devices']} device(s); roofline compile {methods['roofline']['compile_seconds']:.2f} s")
     print(f"ratios: jaxsgd/roofline {report['ratios']['jaxsgd_over_roofline']:.2f}, jaxsgd/numpy "
           f"{report['ratios']['jaxsgd_over_numpy']:.2f}, jaxsgd/naive {report['ratios']['jaxsgd_over_naive']:.1f}")
+    if "jaxsgd_over_roofline_padded" in report["ratios"]:
+        print(f"        jaxsgd/roofline_padded {report['ratios']['jaxsgd_over_roofline_padded']:.2f} (the roofline on the "
+              f"padded problem the engine runs on CPU, {padded_problem(problem_of(w), 'cpu').dim} coordinates: what "
+              "the timeline and staleness bookkeeping cost)")
     print(f"timeline alone (jaxsgd.timeline, {tl['replicas']} x {tl['updates']}, NumPy arrays out): "
           f"{tl['seconds']:.3f} s, {fmt_rate(tl['trajectory_updates_per_second']).strip()} traj-updates/s "
           f"(first call with compile {tl['first_call_seconds']:.2f} s)", flush=True)

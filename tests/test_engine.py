@@ -26,6 +26,7 @@ import optax
 import pytest
 
 import jaxsgd
+from jaxsgd import engine
 from jaxsgd.delays import Exponential
 from jaxsgd.lr import Compensating, Constant, DelayAdaptive, Polynomial, StalenessAware, Threshold
 from jaxsgd.problems import NoisyQuadratic
@@ -311,6 +312,31 @@ def test_stale_models_across_segments_and_chunks(config):
 
 
 # ============================================================================ 5. reproducibility
+
+
+def test_padded_problem_runs_the_same_numbers(monkeypatch):
+    """On CPU the engine runs NoisyQuadratic padded to whole vectors (engine.padded_problem): the
+    records are those of the problem as given, bit for bit -- with stale gradients, a rule that reads
+    the distance ||w_j - w_tau||^2 and an optimizer with state."""
+    prob = NoisyQuadratic(dim=10)
+    assert engine.padded_problem(prob, "cpu").dim == 16
+    kw = dict(P=4, K=2, delay=Exponential(1.0), lr=Compensating(eta=0.4, C=[0.001, 0.05]), optimizer="adam",
+              updates=60, record_every=3, replicas=5, seed=1)
+    padded = jaxsgd.simulate(prob, "k_async", **kw)
+    monkeypatch.setattr(engine, "padded_problem", lambda problem, platform: problem)
+    plain = jaxsgd.simulate(prob, "k_async", **kw)
+    assert padded.staleness_mean > 0.3
+    np.testing.assert_array_equal(padded.records.error, plain.records.error)
+    np.testing.assert_array_equal(padded.records.time, plain.records.time)
+    assert not np.array_equal(padded.records.error[0], padded.records.error[1])  # the rule's C bites
+
+
+def test_padded_problem_only_where_it_helps():
+    prob = NoisyQuadratic(dim=10)
+    assert engine.padded_problem(prob, "gpu") is prob  # accelerators: no remainder loops to save
+    assert engine.padded_problem(NoisyQuadratic(dim=16), "cpu").dim == 16  # whole vectors already
+    ls = jaxsgd.problems.LeastSquares()
+    assert ls.dim % 8 and engine.padded_problem(ls, "cpu") is ls  # no padded view: runs as given
 
 
 def test_grid_equals_separate_runs(sgd_grid, sgd_singles):

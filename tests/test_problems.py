@@ -18,6 +18,7 @@ from jaxsgd.problems import (
     PROBLEMS,
     LeastSquares,
     LogisticRegression,
+    NoisyQuadratic,
     Npz,
     SoftmaxRegression,
     glm,
@@ -362,3 +363,27 @@ def test_problems_are_hashable_static_arguments_with_cached_data():
     w = a.init_params(a.data())
     assert float(f(a, a.data(), w)) == float(f(b, b.data(), w)) == pytest.approx(np.log(2))
     assert f._cache_size() == 1
+
+
+def test_padded_quadratic_is_the_quadratic_on_its_own_coordinates():
+    """NoisyQuadratic.padded(width): extra coordinates of curvature 0 that start at 0 and get a zero
+    gradient; the loss, error and the gradient on the problem's own coordinates are the base's, bit
+    for bit, with a threefry key (JAX's default, whose draws a longer draw extends)."""
+    base = NoisyQuadratic(dim=10, sigma2=2.0, init=0.7)
+    pad = base.padded(16)
+    assert pad.dim == 16 and pad.active_dim == 10 and pad.f_star == base.f_star
+    data, bdata = pad.data(), base.data()
+    w0 = pad.init_params(data)
+    np.testing.assert_array_equal(w0[:10], base.init_params(bdata))
+    np.testing.assert_array_equal(w0[10:], 0)
+    w = w0.at[:10].set(jnp.linspace(-1.0, 1.0, 10))
+    assert pad.loss(data, w) == base.loss(bdata, w[:10]) and pad.error(data, w) == base.error(bdata, w[:10])
+    key = jax.random.key(5)
+    points = jnp.stack([w, 0.5 * w, -w])
+    weights = jnp.array([1.0, 0.5, 0.25])
+    g = pad.weighted_grad(data, points, weights, key, 4)
+    np.testing.assert_array_equal(g[:10], base.weighted_grad(bdata, points[:, :10], weights, key, 4))
+    np.testing.assert_array_equal(g[10:], 0)
+    assert np.all(np.asarray(g[:10]) != 0)
+    with pytest.raises(ConfigError, match="width"):
+        base.padded(8)

@@ -72,6 +72,19 @@ class Problem:
         grads = jax.vmap(lambda w, k: self.grad(data, w, k, batch_size))(points, keys)
         return jnp.einsum("k,kd->d", weights.astype(grads.dtype), grads)
 
+    # --- optional: a padded view the engine may run instead ------------------------------------
+    def padded(self, width: int) -> Problem | None:
+        """The same problem on a parameter vector padded to `width` > dim coordinates that start at 0,
+        never move and never count, drawing the same random numbers for its own coordinates (with
+        JAX's default threefry keys), or None where it has no such view (the default). The engine
+        runs it where a loop over `width` coordinates vectorises better than one over dim."""
+        return None
+
+    @property
+    def active_dim(self) -> int:
+        """The leading coordinates that count: dim, except in a padded view."""
+        return self.dim
+
     def error(self, data, w: jax.Array) -> jax.Array:
         """F(w) - F* (or F(w) where F* is unknown)."""
         fs = self.f_star

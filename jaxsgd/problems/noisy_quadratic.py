@@ -73,6 +73,9 @@ class NoisyQuadratic(Problem):
             combined = jnp.einsum("k,kd->d", weights, points)
         return data * combined + noise_scale * jnp.sqrt(data) * eps
 
+    def padded(self, width: int) -> PaddedQuadratic:
+        return PaddedQuadratic(self, width)
+
     @property
     def f_star(self):
         return 0.0
@@ -97,3 +100,58 @@ class NoisyQuadratic(Problem):
             fixed = np.where(a != 1.0, b / (1.0 - a), 0.0)
             second = np.where(a != 1.0, a**j * (e0 - fixed) + fixed, e0 + j * b)
         return 0.5 * np.sum(h * second, axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PaddedQuadratic(Problem):
+    """`base` on a parameter vector of `width` coordinates: the base's, then coordinates of curvature 0
+    that start at 0 and stay there (their gradient is 0 * w + 0 * eps). A draw of `width` normals
+    from a threefry key (JAX's default: counter-based, partitionable) begins with the base's draw of
+    dim, so the base's coordinates take the same values bit for bit; the loss and error are the
+    base's, on its coordinates. The engine runs it on CPU, where XLA vectorises a loop over 100
+    coordinates with a scalar remainder and one over 104 without (benchmarks/bench.py measures it)."""
+
+    base: NoisyQuadratic
+    width: int
+    name: ClassVar[str] = "noisy_quadratic"
+
+    def __post_init__(self):
+        require(self.width >= self.base.dim, "width", self.width, f"must be >= problem.dim={self.base.dim}")
+
+    @property
+    def dim(self) -> int:
+        return self.width
+
+    @property
+    def active_dim(self) -> int:
+        return self.base.dim
+
+    def _pad(self, x):
+        return jnp.pad(x, (0, self.width - self.base.dim))
+
+    def data(self):
+        return self._pad(self.base.data())
+
+    def init_params(self, data):
+        return self._pad(self.base.init_params(data[: self.base.dim]))
+
+    def loss(self, data, w):
+        n = self.base.dim
+        return self.base.loss(data[:n], w[:n])
+
+    def grad(self, data, w, key, batch_size):
+        return self.base.grad(data, w, key, batch_size)
+
+    def weighted_grad(self, data, points, weights, key, batch_size):
+        return self.base.weighted_grad(data, points, weights, key, batch_size)
+
+    @property
+    def f_star(self):
+        return self.base.f_star
+
+    @property
+    def f_star_source(self):
+        return self.base.f_star_source
+
+    def params(self) -> dict:
+        return self.base.params()
