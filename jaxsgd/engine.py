@@ -13,9 +13,10 @@ the replica count, chunk size, device count or the learning-rate grid around it.
 through timeline.FAST_THREEFRY, which gives the same random bits as JAX's default generator.
 
 How a chunk runs (for speed; the numbers are those of the plain per-replica scan): each device takes
-its share of the replicas (shard_map) and first advances their timeline, all at once (timing does
-not depend on the model, and a batch of timelines vectorises across replicas), then their models
-`block` replicas at a time (block sized so their per-worker models stay in a core's cache). An update writes
+its share of the replicas (shard_map) and advances them `block` replicas at a time (block sized so
+their per-worker models stay in a core's cache): first the block's timeline, for all its replicas
+at once (timing does not depend on the model, and a batch of timelines vectorises across
+replicas), then its models, consuming those events while they are still in cache. An update writes
 its new model once, into a ring of recent models, rather than into the rows of every worker that
 pulls it (see _dynamics_chunk). On CPU a problem with a padded view (NoisyQuadratic) runs padded to
 whole vectors (padded_problem), with the same numbers. benchmarks/bench.py measures it against a bare
@@ -54,7 +55,7 @@ from .timeline import (
     random_source,
     replica_key,
     scan_events,
-    threefry2x32,
+    settle,
 )
 from .variants import Setting, resolve
 
@@ -148,36 +149,12 @@ def _segment_length(records: int, every: int) -> int:
     return _divisor_at_most(every, SEGMENT)
 
 
-def _events(records: int, every: int, worker, staleness, dkeys, j0, impl):
-    """A chunk's events as the dynamics read them: one int32 array (U, rows, R), replicas last, for U
-    = `records` x `every` updates from update j0 -- per update its K workers, their staleness (U, K,
-    R each, as scan_events makes them), the words of its noise key and its position in the chunk and
-    in its segment of _segment_length updates (the same for every replica: the loop carries no
-    counters of its own). Update j's noise key is fold_in(fast_key(dkeys), j) (of impl:
-    FAST_THREEFRY, settled, whose key is (k1, k2, 0, 0) and travels as two words, or the keys'
-    own), all drawn here: inside the loop XLA would fuse the key's hash into the noise kernel and
-    recompute it for every coordinate."""
-    U = records * every
-    S = _segment_length(records, every)
-    j = (j0 + jnp.arange(U, dtype=jnp.int32)).astype(jnp.uint32)
-    if impl == FAST_THREEFRY:  # fold_in(fast_key(k), j), settled: (threefry2x32 of (0, j) under k's words, 0, 0)
-        kd = jax.random.key_data(dkeys)  # (R, 2): the threefry2x32 keys' words
-        words = jnp.stack(threefry2x32(kd[None, :, 0], kd[None, :, 1], np.uint32(0), j[:, None]), axis=1)
-    else:
-        keys = jax.vmap(lambda jj: jax.vmap(lambda k: jax.random.fold_in(fast_key(k), jj))(dkeys))(j)  # (U, R)
-        words = jnp.moveaxis(jax.random.key_data(keys), 2, 1)  # (U, words, R)
-    words = lax.bitcast_convert_type(words, jnp.int32)
-    u = jnp.arange(U, dtype=jnp.int32)
-    pos = jnp.broadcast_to(jnp.stack([u, u % S], axis=1)[:, :, None], (U, 2, worker.shape[2]))
-    return jnp.concatenate([worker, staleness, words, pos], axis=1)
-
-
-def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, events, version, j0, impl, data, grid: dict):
-    """Advance a batch of replicas' models (leaves (R, G, ...)), every grid point, through their events
-    (`events` (U, rows, R) from _events, for U = `records` x `record_every` updates from update j0,
-    a scalar, with noise keys of `impl`); `version` (U // S, P, R): the version each worker's job in
-    flight after each segment of S = _segment_length updates started on. Returns (dynamics, error
-    (R, records, G), accuracy (R, records, G)).
+def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, dkeys, j0, worker, staleness, version, data, grid: dict):
+    """Advance a batch of replicas' models (leaves (R, G, ...)), every grid point, through the given
+    events, replicas last (worker, staleness: (U, K, R) for U = `records` x `record_every` updates
+    from update j0, a scalar); `version` (U // S, P, R): the version each worker's job in flight
+    after each segment of S = _segment_length updates started on. Returns (dynamics, error (R,
+    records, G), accuracy (R, records, G)).
 
     A gradient of staleness s applied at update j was computed at w_{j-s}. The stale variants keep two
     buffers: the per-worker table `pulled` (the models of the workers' jobs in flight at the current
@@ -190,7 +167,20 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, events, version
     U = records * every
     S = _segment_length(records, every)
     L = S + 1  # ring rows: version v in row (v - j0) mod L, the S + 1 latest
-    settled = impl == FAST_THREEFRY  # a settled key (k1, k2, 0, 0) travels as two words
+    # update j's noise key, all drawn up front: inside the loop XLA would fuse the key's hash into the
+    # noise kernel and recompute it for every coordinate
+    j = (j0 + jnp.arange(U, dtype=jnp.int32)).astype(jnp.uint32)
+    keys = settle(jax.vmap(lambda jj: jax.vmap(lambda k: jax.random.fold_in(fast_key(k), jj))(dkeys))(j))  # (U, R)
+    impl = jax.random.key_impl(keys)
+    words = jnp.moveaxis(lax.bitcast_convert_type(jax.random.key_data(keys), jnp.int32), 2, 1)  # (U, words, R)
+    settled = impl == FAST_THREEFRY  # a settled key is (k1, k2, 0, 0): only two words travel
+    if settled:
+        words = words[:, :2]
+    # each update's position in the chunk and in its segment travel with its events (the same for
+    # every replica), so the loop carries no counters of its own
+    u = jnp.arange(U, dtype=jnp.int32)
+    pos = jnp.broadcast_to(jnp.stack([u, u % S], axis=1)[:, :, None], (U, 2, worker.shape[2]))
+    events = jnp.concatenate([worker, staleness, words, pos], axis=1)  # (U, rows, R): replicas last, as made
     at = events.shape[1] - 2  # the position rows
 
     stale = static.setting.stale
@@ -271,52 +261,50 @@ def _dynamics_chunk(static: Static, records: int, dyn: Dynamics, events, version
     return Dynamics(w, table, opt_state), err.swapaxes(0, 1), acc.swapaxes(0, 1)
 
 
-def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dkeys, data, grid):
-    """Advance the replicas of one device by `records` x `record_every` updates: first their timeline
-    and their events, all at once (timing never depends on the model, and a batch of timelines
-    vectorises across replicas: the fewer, larger kernels the better), then their models, `block`
-    replicas at a time (a loop over blocks, each advanced by _dynamics_chunk): a block's per-worker
-    models stay in cache across the updates of the chunk, where all replicas at once would stream
-    them from memory every update. The models are updated in place, block by block."""
-    n = dkeys.shape[0]
+def _advance(static: Static, records: int, carry: Carry, src, dkeys, data, grid) -> tuple[Carry, Record]:
+    """Advance a batch of replicas by `records` x `record_every` updates: their timeline first, for
+    the whole batch (timing never depends on the model, and a batch of timelines vectorises across
+    replicas), then their models through those events."""
     every, K = static.record_every, static.setting.K
+    n = dkeys.shape[0]
     j0 = carry.timeline.update[0]  # every replica is at the same update
     S = _segment_length(records, every)
-    tstate, ev, version = scan_events(static.setting, random_draw(static.delay), carry.timeline, src, records * every, S,
-                                      columns=True)
-    impl = jax.random.key_impl(fast_key(dkeys[:1]))  # the noise keys' (fold_in keeps it; settle too)
-    events = _events(records, every, ev.worker, ev.staleness, dkeys, j0, impl)
+    draw = random_draw(static.delay)
+    tstate, ev, version = scan_events(static.setting, draw, carry.timeline, src, records * every, S, columns=True)
+    dyn, err, acc = _dynamics_chunk(static, records, carry.dynamics, dkeys, j0, ev.worker, ev.staleness, version, data, grid)
     stal = ev.staleness.reshape(records, every * K, n)
     stale_sum = jnp.sum(stal, axis=1, dtype=jnp.int32).T
     fresh = jnp.sum(stal == 0, axis=1, dtype=jnp.int32).T
-
-    def advance(dyn, events, version):
-        return _dynamics_chunk(static, records, dyn, events, version, j0, impl, data, grid)
-
-    if block >= n:
-        dyn, err, acc = advance(carry.dynamics, events, version)
-    else:
-
-        def take(tree, b):  # a block's rows
-            return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, b * block, block), tree)
-
-        def take_last(x, b):  # a block's columns (events and versions: replicas last)
-            return lax.dynamic_slice_in_dim(x, b * block, block, axis=x.ndim - 1)
-
-        def put(tree, part, b):
-            return jax.tree.map(lambda x, y: lax.dynamic_update_slice_in_dim(x, y, b * block, 0), tree, part)
-
-        shape = jax.eval_shape(advance, take(carry.dynamics, 0), take_last(events, 0), take_last(version, 0))[1:]
-        out = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), shape)
-
-        def body(b, state):
-            dyn, out = state  # updated in place: each block is read once, then overwritten
-            d, *rec = advance(take(dyn, b), take_last(events, b), take_last(version, b))
-            return put(dyn, d, b), put(out, tuple(rec), b)
-
-        dyn, (err, acc) = lax.fori_loop(0, n // block, body, (carry.dynamics, out))
     record = Record(ev.time[every - 1 :: every].T, stale_sum, fresh, err, acc)
     return Carry(tstate, dyn, stale_sum[:, -1], fresh[:, -1]), record
+
+
+def _run_blocks(static: Static, records: int, block: int, carry: Carry, src, dkeys, data, grid):
+    """Advance the replicas of one device by `records` x `record_every` updates, `block` replicas at a
+    time (a loop over blocks, each advanced by _advance): a block's per-worker models stay in cache
+    across the updates of the chunk, where all replicas at once would stream them from memory every
+    update, and its timeline events are consumed right after they are made. The carry is updated in
+    place, block by block."""
+    n = dkeys.shape[0]
+    advance = functools.partial(_advance, static, records)
+    if block >= n:
+        return advance(carry, src, dkeys, data, grid)
+
+    def take(tree, b):
+        return jax.tree.map(lambda x: lax.dynamic_slice_in_dim(x, b * block, block), tree)
+
+    def put(tree, part, b):
+        return jax.tree.map(lambda x, y: lax.dynamic_update_slice_in_dim(x, y, b * block, 0), tree, part)
+
+    shape = jax.eval_shape(advance, take(carry, 0), take(src, 0), take(dkeys, 0), data, grid)[1]
+    out = jax.tree.map(lambda s: jnp.zeros((n, *s.shape[1:]), s.dtype), shape)
+
+    def body(b, state):
+        carry, out = state  # updated in place: each block is read once, then overwritten
+        c, rec = advance(take(carry, b), take(src, b), take(dkeys, b), data, grid)
+        return put(carry, c, b), put(out, rec, b)
+
+    return lax.fori_loop(0, n // block, body, (carry, out))
 
 
 @functools.partial(jax.jit, static_argnames=("static", "records", "block", "mesh"), donate_argnums=(2,))
