@@ -5,7 +5,8 @@ Times four versions of the same run, alternating rounds (each the best of --roun
 over the run weighs on all alike), and prints each in ns per trajectory-update and against the
 roofline:
 
-  roofline   bench.py's bare jitted, vmapped scan of the same noise and arithmetic;
+  roofline   bench.py's bare jitted, vmapped scan of the same noise and arithmetic, on the problem
+             as the engine runs it (padded to whole vectors on CPU: bench.py's roofline_padded);
   jaxsgd     jaxsgd.simulate as it is;
   no-tl      jaxsgd with the timeline replaced by events from a formula (same shapes, no random
              draws, no selection): the difference to `jaxsgd` is the timeline's cost;
@@ -79,7 +80,7 @@ def main() -> int:
     p.add_argument("--updates", type=int, default=bench.FULL["updates"])
     args = p.parse_args(_argv)
     w = dict(bench.FULL, updates=args.updates)
-    roofline = bench.roofline_runner(w, args.replicas)[1]
+    roofline = bench.roofline_runner(w, args.replicas, padded=True)[1]
     best = dict.fromkeys(["roofline", *VARIANTS], float("inf"))
     try:
         for _ in range(args.rounds):
