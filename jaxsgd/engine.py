@@ -391,8 +391,8 @@ VECTOR_LANES = 8
 def padded_problem(problem: Problem, platform: str) -> Problem:
     """The problem the engine runs: on CPU, its padded view (Problem.padded) to a whole number of
     vectors where it has one and the keys are JAX's default threefry (whose draws a padded draw
-    extends), else the problem itself. NoisyQuadratic(dim=100) runs 104 coordinates ~15% faster
-    than 100 (benchmarks/bench.py, 'roofline (padded)')."""
+    extends), else the problem itself. NoisyQuadratic(dim=100) runs as 104 coordinates in 0.81x the
+    time of 100 (paired runs; benchmarks/bench.py times the roofline both ways)."""
     lanes = VECTOR_LANES * 4 // jnp.zeros(()).dtype.itemsize
     width = -(-problem.dim // lanes) * lanes
     key = jax.random.key(0)
