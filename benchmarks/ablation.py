@@ -80,7 +80,7 @@ def main() -> int:
     p.add_argument("--updates", type=int, default=bench.FULL["updates"])
     args = p.parse_args(_argv)
     w = dict(bench.FULL, updates=args.updates)
-    roofline = bench.roofline_runner(w, args.replicas, padded=True)[1]
+    roofline = bench.roofline_runner(w, args.replicas, as_engine_runs=True)[1]
     best = dict.fromkeys(["roofline", *VARIANTS], float("inf"))
     try:
         for _ in range(args.rounds):

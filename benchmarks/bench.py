@@ -196,11 +196,11 @@ def numpy_vectorised(w: dict, replicas: int) -> dict:
 # ------------------------------------------------------------------------------------------ 3. roofline
 
 
-def roofline_runner(w: dict, replicas: int, padded: bool = False):
+def roofline_runner(w: dict, replicas: int, as_engine_runs: bool = False):
     """A compiled function: every replica does w <- w - eta/K * weighted_grad(K copies of w) for
     `updates` updates, with the engine's noise keys and draw (update j: normal(fold_in(stream 1, j))),
     the error recorded every record_every updates; replicas sharded over the devices. No timeline,
-    no per-worker models, no staleness. `padded`: on the problem as the engine runs it (its padded
+    no per-worker models, no staleness. `as_engine_runs`: on the problem as the engine runs it (its padded
     view on CPU, jaxsgd.engine.padded_problem), the same numbers drawn and the same arithmetic on the
     problem's own coordinates."""
     from jax.sharding import Mesh, NamedSharding
@@ -208,7 +208,7 @@ def roofline_runner(w: dict, replicas: int, padded: bool = False):
 
     devices = jax.local_devices()
     prob = problem_of(w)
-    if padded:
+    if as_engine_runs:
         prob = padded_problem(prob, devices[0].platform)
     data = prob.data()
     K, m, eta, dim, U, every = w["K"], w["batch"], w["eta"], prob.dim, w["updates"], w["record_every"]
@@ -249,8 +249,8 @@ def roofline_runner(w: dict, replicas: int, padded: bool = False):
     return compile_seconds, run
 
 
-def roofline(w: dict, replicas: int, repeat: int, padded: bool = False) -> dict:
-    compile_seconds, run = roofline_runner(w, replicas, padded)
+def roofline(w: dict, replicas: int, repeat: int, as_engine_runs: bool = False) -> dict:
+    compile_seconds, run = roofline_runner(w, replicas, as_engine_runs)
     seconds, errors = best_of(run, repeat)
     return dict(seconds=seconds, replicas=replicas, compile_seconds=compile_seconds,
                 final_error_mean=float(errors[:, -1].mean()), staleness_mean=0.0)
@@ -281,7 +281,7 @@ def roofline_and_engine(w: dict, replicas: int, repeat: int) -> tuple[dict, dict
     pads = padded_problem(problem_of(w), jax.local_devices()[0].platform).dim != w["dim"]
     runners = {"roofline": roofline_runner(w, replicas)}
     if pads:
-        runners["roofline_padded"] = roofline_runner(w, replicas, padded=True)
+        runners["roofline_padded"] = roofline_runner(w, replicas, as_engine_runs=True)
     first = simulate(w, replicas)  # compiles; its run counts too
     best, errors, runs = dict.fromkeys(runners, float("inf")), {}, [first]
     for i in range(max(1, repeat)):
@@ -436,9 +436,9 @@ def main() -> int:
     print("numpy ...", end=" ", flush=True)
     _, methods["numpy"] = best_of(lambda: (lambda r: (r["seconds"], r))(numpy_vectorised(w, w["numpy_replicas"])), repeat)
     print("roofline and jaxsgd, alternating ...", end=" ", flush=True)
-    methods["roofline"], padded, jaxsgd_run = roofline_and_engine(w, w["replicas"], repeat)
-    if padded is not None:
-        methods["roofline_padded"] = padded
+    methods["roofline"], roof_padded, jaxsgd_run = roofline_and_engine(w, w["replicas"], repeat)
+    if roof_padded is not None:
+        methods["roofline_padded"] = roof_padded
     methods["jaxsgd"] = jaxsgd_run
     print("timeline ...", flush=True)
     report["timeline"] = timeline_alone(w, w["replicas"], repeat)
