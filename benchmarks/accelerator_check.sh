@@ -24,7 +24,7 @@ echo "bench exit ${PIPESTATUS[0]}"
 WORKERS=()
 "$PY" -c "import xdist" 2>/dev/null && WORKERS=(-n "${TEST_WORKERS:-6}")
 XLA_PYTHON_CLIENT_PREALLOCATE=false timeout "${TEST_LIMIT:-120}" "$PY" -m pytest tests/test_engine.py \
-  tests/test_timeline.py tests/test_problems.py -k "not device_count" "${WORKERS[@]}" -q -p no:cacheprovider \
+  tests/test_timeline.py tests/test_problems.py -k "not device_count" "${WORKERS[@]}" -p no:cacheprovider \
   >"$OUTDIR/tests.log" 2>&1
 echo "tests exit $?"; tail -25 "$OUTDIR/tests.log"
 

@@ -337,16 +337,24 @@ def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds, mesh: M
     return carry, src, dkeys, err, acc
 
 
-def _records_per_chunk(n_records: int, record_every: int, replicas: int, grid: int, dim: int, K: int, chunk: int | None) -> int:
+#: bytes of one chunk's timeline events (worker, staleness and noise key per gradient) and records,
+#: by platform. On CPU each block's events are made and consumed in turn, and 64 MB gives the
+#: benchmark 200-update chunks (measured faster than 50, 100 or 400). An accelerator makes a whole
+#: chunk's events for all its replicas at once, and each chunk costs it a dispatch and a pause: at
+#: 65,536 replicas 64 MB made 10-update chunks, and the H100 sat idle for 60% of the run.
+CHUNK_BYTES = {"cpu": 64 << 20}
+ACCELERATOR_CHUNK_BYTES = 512 << 20
+
+
+def _records_per_chunk(
+    n_records: int, record_every: int, replicas: int, grid: int, dim: int, K: int, chunk: int | None, budget: int = 64 << 20
+) -> int:
     """Records per compiled chunk: a divisor of n_records so every chunk has the same shape."""
     if chunk is None:
-        # as many updates per call as keep the chunk's timeline events (worker, staleness and noise key
-        # per gradient) and records within ~64 MB even where all of a device's replicas form one block
-        # (accelerators; on CPU each block's events are made and consumed in turn): long chunks
-        # amortise dispatch and each block's trip in and out of the loop state (200 updates measured
-        # faster on the benchmark than 50, 100 or 400)
+        # as many updates per call as keep the chunk's events and records within `budget` bytes: long
+        # chunks amortise dispatch and each block's trip in and out of the loop state
         per_update = replicas * (4 * (2 * K + 5) + 16 * grid)
-        target_updates = max(record_every, min((64 << 20) // max(per_update, 1), 50_000))
+        target_updates = max(record_every, min(budget // max(per_update, 1), 50_000))
         target = max(1, target_updates // record_every)
     else:
         target = max(1, chunk // record_every)
@@ -457,7 +465,8 @@ def simulate(
     grid = {k: jnp.asarray(v, jnp.int32 if k in lr.integer_fields else dtype) for k, v in grid_np.items()}
     G = lr.grid_size
     n_records = updates // record_every
-    per_chunk = _records_per_chunk(n_records, record_every, replicas, G, problem.dim, setting.K, chunk)
+    budget = CHUNK_BYTES.get(devices[0].platform, ACCELERATOR_CHUNK_BYTES)
+    per_chunk = _records_per_chunk(n_records, record_every, replicas, G, problem.dim, setting.K, chunk, budget)
 
     state_bytes = 4 * G * (setting.P + 2) * run_problem.dim + 16 * setting.P  # per replica: w, pulled, optimizer, timeline
     mesh, padded, block = _mesh_and_padding(replicas, devices, state_bytes, None)
@@ -481,19 +490,27 @@ def simulate(
     err_rec[:, :, 0] = np.asarray(err0)[:replicas].T
     acc_rec[:, :, 0] = np.asarray(acc0)[:replicas].T
 
-    t1 = _time.perf_counter()
-    done = 0
-    while done < n_records:
-        carry, rec = run(carry, src, dkeys, data, grid)
+    def keep(rec: Record, done: int) -> None:  # chunk records[done : done + per_chunk] into the host arrays
+        nonlocal fresh_total
         sl = slice(done + 1, done + 1 + per_chunk)
         time_rec[:, sl] = np.asarray(rec.time)[:replicas]
         stal_rec[:, sl] = np.asarray(rec.staleness)[:replicas] / (record_every * setting.K)
         fresh_total += np.asarray(rec.fresh)[:replicas].sum(axis=1, dtype=np.float64)
         err_rec[:, :, sl] = np.moveaxis(np.asarray(rec.error)[:replicas], -1, 0)
         acc_rec[:, :, sl] = np.moveaxis(np.asarray(rec.accuracy)[:replicas], -1, 0)
-        done += per_chunk
         if progress is not None:
-            progress(done * record_every, updates)
+            progress((done + per_chunk) * record_every, updates)
+
+    # each chunk is dispatched before the last one's records are copied out (dispatch returns at
+    # once), so the devices compute while the host copies: they never wait on it between chunks
+    t1 = _time.perf_counter()
+    pending = None
+    for done in range(0, n_records, per_chunk):
+        carry, rec = run(carry, src, dkeys, data, grid)
+        if pending is not None:
+            keep(*pending)
+        pending = (rec, done)
+    keep(*pending)
     run_seconds = _time.perf_counter() - t1
 
     records = Records(

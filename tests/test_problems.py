@@ -142,6 +142,38 @@ def test_weighted_grad_is_the_weighted_sum_of_single_gradients():
     np.testing.assert_allclose(*both(data, points, weights, key), rtol=1e-5, atol=1e-6)
 
 
+def _dot_precisions(jaxpr) -> list:
+    """The precision of every dot_general in a jaxpr, sub-jaxprs (jit, custom_jvp, scan) included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(eqn.params["precision"])
+        stack = list(eqn.params.values())
+        while stack:
+            v = stack.pop()
+            if isinstance(v, (tuple, list)):
+                stack += v
+            elif hasattr(v, "eqns"):  # a Jaxpr
+                found += _dot_precisions(v)
+            elif hasattr(getattr(v, "jaxpr", None), "eqns"):  # a ClosedJaxpr
+                found += _dot_precisions(v.jaxpr)
+    return found
+
+
+def test_matrix_products_are_full_precision_on_every_backend(problem):
+    # GPUs multiply float32 matrices in TF32 unless asked not to: F(w) - F* near the optimum would drown
+    # in it. Every product of the loss, the mini-batch gradient and the weighted gradient asks for HIGHEST.
+    data = problem.data()
+    w = nearby(problem, data)
+    points, weights, key = nearby(problem, data, shape=(3,)), jnp.array([0.5, -1.0, 2.0]), jax.random.key(5)
+    jaxprs = [jax.make_jaxpr(problem.loss)(data, w), jax.make_jaxpr(jax.grad(problem.loss, argnums=1))(data, w),
+              jax.make_jaxpr(lambda p, wt, k: problem.weighted_grad(data, p, wt, k, 6))(points, weights, key)]
+    precisions = [p for j in jaxprs for p in _dot_precisions(j.jaxpr)]
+    assert precisions, "no matrix product found: the check would pass vacuously"
+    highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+    assert all(p == highest for p in precisions), precisions
+
+
 def test_f_star_is_the_minimum(problem):
     if isinstance(problem, MLP):
         assert problem.f_star is None and problem.f_star_source == "none"

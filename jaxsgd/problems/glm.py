@@ -16,7 +16,7 @@ import scipy.special
 
 from ..errors import ConfigError, positive, positive_int, require, unknown
 from . import solver
-from .base import Problem
+from .base import Problem, matmul
 from .datasets import Dataset, load_builtin, prepare, synthetic_classification
 
 #: The generalised linear models: the loss of a linear prediction z = x . w.
@@ -191,10 +191,10 @@ class GLMProblem(DataProblem):
         return jnp.zeros(self.dim, data["X"].dtype)
 
     def _predictions(self, w, X):
-        return X @ w.reshape(X.shape[1], -1) if self.task == "softmax" else X @ w
+        return matmul(X, w.reshape(X.shape[1], -1)) if self.task == "softmax" else matmul(X, w)
 
     def objective(self, w, X, y):
-        return jnp.mean(example_losses(self.task, self._predictions(w, X), y)) + 0.5 * self.l2 * (w @ w)
+        return jnp.mean(example_losses(self.task, self._predictions(w, X), y)) + 0.5 * self.l2 * matmul(w, w)
 
     def predict(self, w, X):
         Z = self._predictions(w, X)

@@ -12,6 +12,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..errors import positive_int
+from .base import matmul
 from .datasets import Dataset, load_builtin, prepare
 from .glm import DataProblem, choice, example_losses, fraction, nonnegative, set_field
 
@@ -75,10 +76,10 @@ class MLP(DataProblem):
     def logits(self, w: jax.Array, X: jax.Array) -> jax.Array:
         """(n, C) logits of the examples X (n, d)."""
         p = _unraveller(self._shapes(), np.dtype(w.dtype))(w)
-        return ACTIVATIONS[self.activation](X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        return matmul(ACTIVATIONS[self.activation](matmul(X, p["W1"]) + p["b1"]), p["W2"]) + p["b2"]
 
     def objective(self, w, X, y):
-        return jnp.mean(example_losses("softmax", self.logits(w, X), y)) + 0.5 * self.l2 * (w @ w)
+        return jnp.mean(example_losses("softmax", self.logits(w, X), y)) + 0.5 * self.l2 * matmul(w, w)
 
     def predict(self, w, X):
         return jnp.argmax(self.logits(w, X), axis=1)
