@@ -48,6 +48,7 @@ from .results import Records, Result
 from .timeline import (
     FAST_THREEFRY,
     TimelineState,
+    chunk_budget,
     compile_loop,
     fast_key,
     init_state,
@@ -337,15 +338,6 @@ def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds, mesh: M
     return carry, src, dkeys, err, acc
 
 
-#: bytes of one chunk's timeline events (worker, staleness and noise key per gradient) and records,
-#: by platform. On CPU each block's events are made and consumed in turn, and 64 MB gives the
-#: benchmark 200-update chunks (measured faster than 50, 100 or 400). An accelerator makes a whole
-#: chunk's events for all its replicas at once, and each chunk costs it a dispatch and a pause: at
-#: 65,536 replicas 64 MB made 10-update chunks, and the H100 sat idle for 60% of the run.
-CHUNK_BYTES = {"cpu": 64 << 20}
-ACCELERATOR_CHUNK_BYTES = 512 << 20
-
-
 def _records_per_chunk(
     n_records: int, record_every: int, replicas: int, grid: int, dim: int, K: int, chunk: int | None, budget: int = 64 << 20
 ) -> int:
@@ -465,7 +457,7 @@ def simulate(
     grid = {k: jnp.asarray(v, jnp.int32 if k in lr.integer_fields else dtype) for k, v in grid_np.items()}
     G = lr.grid_size
     n_records = updates // record_every
-    budget = CHUNK_BYTES.get(devices[0].platform, ACCELERATOR_CHUNK_BYTES)
+    budget = chunk_budget(devices[0].platform)  # bytes of a chunk's events and records
     per_chunk = _records_per_chunk(n_records, record_every, replicas, G, problem.dim, setting.K, chunk, budget)
 
     state_bytes = 4 * G * (setting.P + 2) * run_problem.dim + 16 * setting.P  # per replica: w, pulled, optimizer, timeline
