@@ -47,6 +47,8 @@ def test_bench_quick_writes_the_report(tmp_path):
         rows = report["scaling"][axis]
         assert len(rows) >= 2 and all(r["run_seconds"] > 0 for r in rows)
     assert report["memory"]["jaxsgd"]["peak_rss_mb"] > 0
+    assert report["memory"]["jaxsgd"]["device_peak_mb"] is None  # on CPU the memory is the process's own
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("bench.json")] == ["bench.json"]  # no temp file left
     # the staleness-aware runs simulate the same k_async process: mean staleness (P - K) / K
     w = report["workload"]
     for name in ("numpy", "jaxsgd"):
@@ -64,3 +66,19 @@ def test_ablation_runs_and_restores_the_engine(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("roofline", "jaxsgd", "no-tl", "no-tl-w", "timeline", "per-worker models", "structure"):
         assert name in proc.stdout, name
+
+
+@pytest.mark.slow
+def test_profile_engine_sums_the_kernels(tmp_path):
+    """benchmarks/profile_engine.py profiles one small run and writes its kernel table and HLO."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_engine.py"), "--replicas", "64", "--updates", "100",
+         "--out", str(tmp_path / "prof"), "--hlo", "--blocks", "32", "--top", "5"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "blocks of 32" in proc.stdout
+    table = (tmp_path / "prof" / "kernels.txt").read_text()
+    assert "us per update" in table and len(table.splitlines()) == 3 + 5
+    assert sorted(p.name for p in (tmp_path / "prof").iterdir()) == ["hlo.tgz", "kernels.txt", "trace.json.gz"]
