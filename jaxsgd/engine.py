@@ -46,6 +46,7 @@ from .lr import Constant, Optimizer, Rule
 from .problems.base import Problem
 from .results import Records, Result
 from .timeline import (
+    CHUNK_BYTES,
     FAST_THREEFRY,
     TimelineState,
     chunk_budget,
@@ -339,7 +340,8 @@ def _init(static: Static, seed, replicas: jax.Array, data, grid, speeds, mesh: M
 
 
 def _records_per_chunk(
-    n_records: int, record_every: int, replicas: int, grid: int, dim: int, K: int, chunk: int | None, budget: int = 64 << 20
+    n_records: int, record_every: int, replicas: int, grid: int, dim: int, K: int, chunk: int | None,
+    budget: int = CHUNK_BYTES["cpu"],
 ) -> int:
     """Records per compiled chunk: a divisor of n_records so every chunk has the same shape."""
     if chunk is None:

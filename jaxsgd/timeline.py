@@ -536,7 +536,7 @@ def chunk_budget(platform: str) -> int:
     return CHUNK_BYTES.get(platform, ACCELERATOR_CHUNK_BYTES)
 
 
-def default_chunk(replicas: int, K: int, budget_bytes: int = 64 << 20) -> int:
+def default_chunk(replicas: int, K: int, budget_bytes: int = CHUNK_BYTES["cpu"]) -> int:
     """Updates per chunk so one chunk's outputs stay within `budget_bytes`."""
     per_update = replicas * (1 + 2 * K) * 4
     return int(max(1, min(4096, budget_bytes // max(per_update, 1))))
