@@ -11,6 +11,7 @@ The task function lives here, in an importable module, so that launchers running
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import sys
@@ -154,13 +155,110 @@ def preflight(argv: Sequence[str]) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------------------------------
+# sweep check: every job of a sweep built before the first one runs
+
+#: Hydra's exit status for a config it cannot compose (e.g. text for an integer key)
+HYDRA_ERROR = 1
+_BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def check_sweep(argv: Sequence[str]) -> tuple[str, int] | None:
+    """(message, exit status) for the first job of a sweep whose config does not build, None when every
+    one builds or when this is not a sweep of Hydra's basic sweeper on jaxsgd's own config (then each job
+    is checked as it starts, as a single run is).
+
+    Hydra composes a sweep's jobs one by one as it launches them, so a bad value in the tenth job would
+    surface only after nine had run. Here every job's config is composed and built (`config.build`, no
+    compute) first. Composing is slow (~0.2 s), so jobs that differ only in plain KEY=VALUE overrides
+    share one composition and get their values set as Hydra sets them (OmegaConf.update, merge)."""
+    try:
+        from hydra._internal.utils import get_args_parser
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        args = get_args_parser().parse_args(list(argv))
+        if (args.help or args.hydra_help or args.shell_completion or args.info or args.cfg or args.config_dir
+                or args.config_path or args.config_name):
+            return None
+        parser = OverridesParser.create()
+        overrides = parser.parse_overrides(args.overrides)
+    except (Exception, SystemExit):  # Hydra reports what it cannot parse
+        return None
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    backup = get_gh_backup()  # called where Hydra is already set up (a test, a notebook): set it back after
+    GlobalHydra.instance().clear()
+    try:
+        return _check_jobs(args, parser, overrides)
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def _check_jobs(args, parser, overrides) -> tuple[str, int] | None:
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.types import OverrideType
+
+    groups = set(options()) | {"experiment"}
+
+    def plain(o) -> bool:  # KEY=VALUE on a key of the job's config: set after composing, as Hydra does
+        key = o.key_or_group
+        return o.type == OverrideType.CHANGE and o.package is None and key not in groups and "/" not in key
+
+    def job_lines(lines):  # hydra's own keys do not change a job's config
+        return [x for x in lines if not x.lstrip("+~").startswith("hydra")]
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        try:
+            fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
+            head = compose("config", overrides=fixed, return_hydra_config=True)
+            mode = head.hydra.mode
+            multirun = args.multirun or getattr(mode, "name", str(mode)) == "MULTIRUN"
+            if not multirun or head.hydra.sweeper.get("_target_") != _BASIC_SWEEPER:
+                return None
+            params = [f"{k}={v}" for k, v in (head.hydra.sweeper.get("params") or {}).items()]
+            jobs = [job for batch in BasicSweeper.split_arguments(parser.parse_overrides(params + list(args.overrides)), None)
+                    for job in batch]
+        except Exception:  # Hydra will say what is wrong with the sweep itself
+            return None
+        swept = {o.key_or_group for o in parser.parse_overrides(params + list(args.overrides)) if o.is_sweep_override()}
+        composed: dict[tuple, DictConfig] = {}
+        for n, job in enumerate(jobs):
+            parsed = parser.parse_overrides(job_lines(job))
+            structural = tuple(o.input_line for o in parsed if not plain(o))
+            label = " ".join(o.input_line for o in parsed if o.key_or_group in swept)
+            try:
+                if structural not in composed:
+                    composed[structural] = compose("config", overrides=list(structural))
+                cfg = copy.deepcopy(composed[structural])  # a shallow copy would share nested nodes
+                try:
+                    for o in parsed:
+                        if plain(o):
+                            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+                except Exception:  # anything unusual: compose the whole job, exactly as Hydra will
+                    cfg = compose("config", overrides=[o.input_line for o in parsed])
+                build(cfg)
+            except ConfigError as exc:
+                return f"job {n} of the sweep ({label}): {exc} No job was run.", USAGE_ERROR
+            except Exception as exc:  # Hydra's own complaint (e.g. text for an integer), before any job runs
+                cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+                return f"job {n} of the sweep ({label}): {exc}{cause}".replace("\n", " "), HYDRA_ERROR
+    return None
+
+
 def main() -> None:
     """Entry point of `python -m jaxsgd` and the `jaxsgd` console script."""
     problem = preflight(sys.argv[1:])
     if problem is not None:
         print(f"jaxsgd: {problem}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR)
+    checked = check_sweep(sys.argv[1:])
+    if checked is not None:
+        print(f"jaxsgd: {checked[0]}", file=sys.stderr)
+        raise SystemExit(checked[1])
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
 
 
-__all__ = ["main", "task", "preflight", "USAGE_ERROR"]
+__all__ = ["main", "task", "preflight", "check_sweep", "USAGE_ERROR"]

@@ -24,7 +24,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from . import delays, lr, problems, variants
 from .app import Job, Runtime
-from .errors import ConfigError, positive, positive_int, require, suggest
+from .errors import MAX_SEED, ConfigError, positive, positive_int, require, suggest
 from .lr import Optimizer
 
 __all__ = ["CONF_DIR", "JobConfig", "register", "options", "runtime", "build", "config_hash", "RUNTIME_KEYS", "MAX_SEED"]
@@ -223,9 +223,6 @@ def _make(group: str, registry: dict, make, node: dict):
 
 #: Keys that change how a job runs, not what it computes: left out of the config hash (see `config_hash`).
 RUNTIME_KEYS = ("progress", "compilation_cache", "resume", "devices", "chunk")
-
-#: The largest seed: seeds are 32-bit signed integers inside the compiled simulation, whatever the precision.
-MAX_SEED = 2**31 - 1
 
 
 def config_hash(config: dict, data: dict | None = None) -> str:

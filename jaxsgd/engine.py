@@ -41,7 +41,7 @@ from jax.sharding import PartitionSpec as PS
 
 from .delays import DelayLaw
 from .delays import speeds as speed_pattern
-from .errors import ConfigError, positive_int, require
+from .errors import ConfigError, positive_int, require, seed_int
 from .lr import Constant, Optimizer, Rule
 from .problems.base import Problem
 from .results import Records, Result
@@ -447,10 +447,11 @@ def simulate(
     require(updates % record_every == 0, "record_every", record_every, f"must divide updates={updates}")
     if chunk is not None:
         chunk = positive_int("chunk", chunk)
-    require(isinstance(seed, (int, np.integer)) and 0 <= int(seed) <= 2**31 - 1, "seed", seed, "must be an integer in 0..2**31-1")
+    seed = seed_int(seed)
     s = speed_pattern(speeds, setting.P)
 
     devices = list(devices) if devices is not None else jax.local_devices()
+    require(len(devices) >= 1, "devices", devices, "must hold at least one device (None: all local devices)")
     run_problem = padded_problem(problem, devices[0].platform)
     static = Static(setting, delay, run_problem, lr.structure(), optimizer, batch_size, record_every)
     data = run_problem.data()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+import numpy as np
+
 
 class ConfigError(ValueError):
     """A user-supplied value is invalid. The message names the field, the value and what is allowed."""
@@ -31,13 +33,26 @@ def require(ok: bool, field: str, value: object, allowed: str) -> None:
 
 
 def positive(field: str, value: object) -> float:
-    """`value` as a float, checked finite and > 0."""
+    """`value` as a float, checked finite and > 0 (a boolean is not a number here)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{field}={value!r} is invalid: must be a positive number.")
     try:
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConfigError(f"{field}={value!r} is invalid: must be a positive number.") from None
     require(v > 0 and v < float("inf"), field, value, "must be a finite number > 0")
     return v
+
+
+#: The largest seed: seeds are 32-bit signed integers inside the compiled simulation, whatever the precision.
+MAX_SEED = 2**31 - 1
+
+
+def seed_int(value: object) -> int:
+    """`value` as a seed: an integer in 0..MAX_SEED (not a boolean)."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and 0 <= int(value) <= MAX_SEED
+    require(ok, "seed", value, f"must be an integer in 0..{MAX_SEED}")
+    return int(value)
 
 
 def positive_int(field: str, value: object, minimum: int = 1) -> int:

@@ -48,6 +48,8 @@ def _as_tuple(field: str, value, integer: bool = False) -> tuple:
     require(len(values) >= 1, f"lr.{field}", value, "must hold at least one value")
     out = []
     for v in values:
+        if isinstance(v, (bool, np.bool_)):
+            raise ConfigError(f"lr.{field}={value!r} is invalid: must be a number or a list of numbers.")
         try:
             x = float(v)
         except (TypeError, ValueError):
@@ -83,6 +85,9 @@ class Rule:
         for v in self.eta:
             require(v > 0, "lr.eta", self.eta, "must be > 0")
         object.__setattr__(self, "schedule_kwargs", _freeze_kwargs(self.schedule_kwargs))
+        if self.schedule is None and len(self.schedule_kwargs):
+            raise ConfigError(f"lr.schedule_kwargs={_thaw(self.schedule_kwargs)!r} is invalid: it needs lr.schedule "
+                              "(an optax schedule, e.g. lr.schedule=cosine_decay_schedule).")
         if self.schedule is not None:
             fn = getattr(optax, str(self.schedule), None)
             schedules = sorted(
@@ -299,6 +304,7 @@ class Optimizer:
             self.build(0.1)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"optimizer.kwargs={_thaw(self.kwargs)!r} do not fit optax.{base}: {exc}") from None
+        _check_kwarg_types(base, fn, _thaw(self.kwargs))
 
     def build(self, learning_rate) -> optax.GradientTransformation:
         base, preset = OPTIMIZER_ALIASES.get(self.name, (self.name, {}))
@@ -315,8 +321,27 @@ def _parameters(fn) -> set:
         return set()
 
 
+def _check_kwarg_types(base: str, fn, kwargs: dict) -> None:
+    """optax builds an optimizer from any values and fails only when it first steps, inside a run: check
+    each keyword against the type of optax's default (a number where it is a number, true/false where it
+    is a boolean) before that."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in kwargs.items():
+        default = params[key].default if key in params else None
+        field = f"optimizer.kwargs.{key}"
+        if isinstance(default, bool):
+            require(isinstance(value, bool), field, value, f"must be true or false (optax.{base}'s default: {default})")
+        elif isinstance(default, (int, float)):
+            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            require(number, field, value, f"must be a number (optax.{base}'s default: {default})")
+
+
 def _is_optimizer(name: str) -> bool:
-    if name.startswith("_"):
+    if name.startswith("_") or not name.islower():  # classes (states, line searches) are not optimizers
         return False
     fn = getattr(optax, name, None)
-    return callable(fn) and "learning_rate" in _parameters(fn) and not name.startswith(("inject", "contrib"))
+    return (callable(fn) and not inspect.isclass(fn) and "learning_rate" in _parameters(fn)
+            and not name.startswith(("inject", "contrib")))

@@ -32,7 +32,7 @@ from jax import lax
 
 from .delays import DelayLaw
 from .delays import speeds as speed_pattern
-from .errors import ConfigError, positive_int
+from .errors import ConfigError, positive_int, seed_int
 from .variants import Setting, resolve
 
 __all__ = ["Timeline", "TimelineState", "Event", "timeline", "from_compute_times", "STEPS"]
@@ -615,7 +615,7 @@ def timeline(
         chunk = positive_int("chunk", chunk)
     s = speed_pattern(speeds, setting.P)
     speeds_key = None if s is None else tuple(float(x) for x in s)
-    base = seed if isinstance(seed, jax.Array) else jax.random.key(seed)
+    base = seed if isinstance(seed, jax.Array) else jax.random.key(seed_int(seed))
     src = _sources(base, jnp.arange(replicas, dtype=jnp.uint32), setting.P, speeds_key)
     tl, _ = _run(setting, src, random_draw(delay), updates, chunk, replicas)
     return tl

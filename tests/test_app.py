@@ -114,6 +114,8 @@ BAD = {  # case: (arguments, exit status (None: Hydra's own), what the message m
     "K above P": (["variant=k_async", "K=9"], 2, ["K=9 is invalid for variant=k_async: must be in 1..P (P=8)"]),
     "missing file": (["delay=trace", "delay.path=missing.csv"], 2, ["delay.path='missing.csv' is invalid: no such file"]),
     "in a sweep": (["--multirun", "variant=k_sync,k_async", "K=9"], 2, ["K=9 is invalid for variant=k_sync"]),
+    "in a later job of a sweep": (["--multirun", "P=8,2", "variant=k_async", "K=4"], 2,
+                                  ["job 1 of the sweep (P=2): K=4 is invalid for variant=k_async", "No job was run"]),
 }
 if "npz" in problems.PROBLEMS:
     BAD["missing data"] = (["problem=npz", "problem.path=missing.npz"], 2, ["problem.path"])

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from jaxsgd import delays, lr, problems, variants
+from jaxsgd.cli import check_sweep
 from jaxsgd.config import CONF_DIR, build, options
 from jaxsgd.errors import ConfigError
 
@@ -98,14 +99,15 @@ def test_race_is_a_sweep_over_the_variants():
 
 @pytest.mark.parametrize(
     "override,key",
-    [("delay=paretoo", "delay"), ("delay.rat=2", "delay.rat"), ("P=eight", "P"), ("lr.etaa=0.1", "lr.etaa"),
-     ("variant=ksync", "variant"), ("save_replicas=maybe", "save_replicas")],
+    [("delay=paretoo", "delay/paretoo"), ("delay.rat=2", "Key 'rat' not in"), ("P=eight", "full_key: P\n"),
+     ("lr.etaa=0.1", "Key 'etaa' not in"), ("variant=ksync", "variant/ksync"),
+     ("save_replicas=maybe", "full_key: save_replicas")],
 )
 def test_typos_and_types_fail_at_compose(override, key):
     with pytest.raises((HydraException, OmegaConfBaseException)) as info:
         cfg(override)
-    text = str(info.value) + str(info.value.__cause__ or "")
-    assert key.split(".")[-1] in text
+    text = str(info.value) + "\n" + str(info.value.__cause__ or "") + "\n"
+    assert key in text, text
 
 
 @pytest.mark.parametrize(
@@ -153,3 +155,30 @@ def test_the_library_does_not_import_omegaconf():
     code = ("import sys, jaxsgd, jaxsgd.engine, jaxsgd.results, jaxsgd.theory, jaxsgd.app, jaxsgd.plot; "
             "sys.exit('omegaconf' in sys.modules or 'hydra' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+SWEEPS = {  # argv: None when every job builds, else (exit status, fragments of the message); the bad job comes
+    # after a good one, which Hydra alone would run first
+    ("--multirun", "P=8,2", "variant=k_async", "K=4"): (2, ["job 1 of the sweep (P=2)", "K=4 is invalid for variant=k_async",
+                                                           "No job was run"]),
+    ("+experiment=race", "K=9"): (2, ["job 1 of the sweep (variant=k_sync)", "K=9 is invalid for variant=k_sync"]),
+    ("--multirun", "delay=exponential", "delay.rate=1,-1"): (2, ["job 1 of the sweep (delay.rate=-1)",
+                                                               "delay.rate=-1.0 is invalid"]),
+    ("--multirun", "variant=k_sync,k_async", "P=2,4", "K=3"): (2, ["job 0 of the sweep (variant=k_sync P=2)", "K=3 is invalid"]),
+    ("--multirun", "P=4,abc"): (1, ["job 1 of the sweep (P=abc)", "could not be converted to Integer"]),
+    ("--multirun", "variant=k_sync,k_async", "P=4,8", "K=2", "lr.eta=[0.05,0.1]"): None,
+    ("+experiment=race",): None,
+    ("P=0",): None,  # not a sweep: the job itself refuses it before any compute
+}
+
+
+@pytest.mark.parametrize("argv", list(SWEEPS), ids=" ".join)
+def test_every_job_of_a_sweep_is_built_before_any_runs(argv):
+    checked = check_sweep(argv)
+    if SWEEPS[argv] is None:
+        assert checked is None
+        return
+    status, fragments = SWEEPS[argv]
+    assert checked is not None and checked[1] == status, checked
+    for fragment in fragments:
+        assert fragment in checked[0], checked[0]

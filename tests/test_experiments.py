@@ -262,7 +262,7 @@ def test_figure_draws_from_gathered_tables(synthetic, drawn, name):
     section = drawn[name]
     assert section.image == synthetic / f"{name}.png"
     assert section.image.read_bytes()[:4] == b"\x89PNG"
-    assert section.checks and all(c.passed in (True, False, None) for c in section.checks)
+    assert section.checks  # their verdicts: test_verdicts_follow_the_numbers
     assert len(section.text) >= 2 and all(isinstance(t, str) and t for t in section.text)
     for _, table in section.tables:
         assert len(table) > 0 and "|" in C.markdown_table(table)

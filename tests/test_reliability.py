@@ -32,7 +32,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from jaxsgd import app, outputs
+import jaxsgd
+from jaxsgd import app, delays, lr, outputs, problems
 from jaxsgd.cli import preflight
 from jaxsgd.config import CONF_DIR, MAX_SEED, build
 from jaxsgd.errors import ConfigError
@@ -152,6 +153,12 @@ BAD_VALUES = {  # case: (overrides, fragments of the message); {d} is the direct
                               ["lr.schedule_kwargs={'decay_steps': -5}", "do not fit", "positive decay_steps"]),
     "optimizer name": (["optimizer.name=adamm"], ["optimizer.name='adamm' is not known", "Did you mean 'adam'"]),
     "optimizer kwargs": (["+optimizer.kwargs.moment=0.9"], ["optimizer.kwargs={'moment': 0.9} do not fit optax.sgd"]),
+    "optimizer kwargs type": (["optimizer=adam", "+optimizer.kwargs.b1=abc"],
+                              ["optimizer.kwargs.b1='abc' is invalid: must be a number (optax.adam's default: 0.9)"]),
+    "optimizer kwargs bool": (["optimizer=sgd", "+optimizer.kwargs.nesterov=1"],
+                              ["optimizer.kwargs.nesterov=1 is invalid: must be true or false"]),
+    "schedule kwargs alone": (["+lr.schedule_kwargs.decay_steps=10"],
+                              ["lr.schedule_kwargs={'decay_steps': 10} is invalid: it needs lr.schedule"]),
     # problem
     "dim 0": (["problem.dim=0"], ["problem.dim=0 is invalid"]),
     "sigma2<0": (["problem.sigma2=-1"], ["problem.sigma2=-1.0 is invalid"]),
@@ -193,7 +200,7 @@ BAD_VALUES = {  # case: (overrides, fragments of the message); {d} is the direct
 #: The default run checks these (at least one of each kind; composing a config costs ~0.1 s); -m slow checks all.
 FAST_VALUES = {"K>P k_async", "K missing", "rate nan", "pareto shape", "probs sum", "probs negative", "replicas 0",
                "updates 0", "record_every 0", "batch_size 0", "seed too big", "records memory", "eta 0",
-               "threshold integer", "schedule kwargs value", "trace empty", "trace NaN", "trace negative", "trace text",
+               "threshold integer", "schedule kwargs value", "optimizer kwargs type", "schedule kwargs alone", "trace empty", "trace NaN", "trace negative", "trace text",
                "trace 2-D npy", "npz wrong keys", "npz X 1-D", "npz NaN", "npz not npz", "unknown key", "unknown parameter"}
 
 
@@ -206,6 +213,34 @@ def test_bad_values_are_refused_before_compute(case, files):
     for fragment in fragments:
         assert fragment.replace("{d}", str(files)) in message, message
     assert "\n" not in message  # one line
+
+
+API_BAD = {  # case: (call, fragments of the message): the library's own checks, without the config
+    "bool rate": (lambda: delays.Exponential(True), ["delay.rate=True is invalid: must be a positive number"]),
+    "bool eta": (lambda: lr.Constant(eta=True), ["lr.eta=True is invalid: must be a number"]),
+    "timeline seed too big": (lambda: timeline_of(seed=2**32), ["seed=4294967296 is invalid: must be an integer in 0..2147483647"]),
+    "timeline seed float": (lambda: timeline_of(seed=1.5), ["seed=1.5 is invalid"]),
+    "simulate seed bool": (lambda: simulate_of(seed=True), ["seed=True is invalid"]),
+    "no devices": (lambda: simulate_of(devices=[]), ["devices=[] is invalid: must hold at least one device"]),
+    "optimizer names": (lambda: lr.Optimizer("nosuchopt"), ["optimizer.name='nosuchopt' is not known; allowed: adabelief,"]),
+}
+
+
+def timeline_of(**kw):
+    return jaxsgd.timeline("k_async", 4, 2, delays.Exponential(1.0), updates=5, **kw)
+
+
+def simulate_of(**kw):
+    return jaxsgd.simulate(problems.NoisyQuadratic(dim=4), "k_async", 4, 2, delays.Exponential(1.0), updates=10, replicas=2, **kw)
+
+
+@pytest.mark.parametrize("case", list(API_BAD))
+def test_library_refuses_bad_arguments(case):
+    call, fragments = API_BAD[case]
+    with pytest.raises(ConfigError) as info:
+        call()
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
 
 
 def test_good_trace_and_npz_files_build(files):
