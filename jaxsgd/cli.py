@@ -184,6 +184,11 @@ def check_sweep(argv: Sequence[str]) -> tuple[str, int] | None:
         overrides = parser.parse_overrides(args.overrides)
     except (Exception, SystemExit):  # Hydra reports what it cannot parse
         return None
+    # without --multirun only a preset (experiment, a nested group) or hydra.mode makes a sweep: a single
+    # run skips composing here (its job is checked as it starts)
+    if not args.multirun and not any(o.key_or_group == "experiment" or "/" in o.key_or_group
+                                     or o.key_or_group == "hydra.mode" for o in overrides):
+        return None
 
     from hydra.core.global_hydra import GlobalHydra
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
@@ -219,11 +224,11 @@ def _check_jobs(args, parser, overrides) -> tuple[str, int] | None:
             if not multirun or head.hydra.sweeper.get("_target_") != _BASIC_SWEEPER:
                 return None
             params = [f"{k}={v}" for k, v in (head.hydra.sweeper.get("params") or {}).items()]
-            jobs = [job for batch in BasicSweeper.split_arguments(parser.parse_overrides(params + list(args.overrides)), None)
-                    for job in batch]
+            every = parser.parse_overrides(params + list(args.overrides))  # as the basic sweeper reads them
+            jobs = [job for batch in BasicSweeper.split_arguments(every, None) for job in batch]
         except Exception:  # Hydra will say what is wrong with the sweep itself
             return None
-        swept = {o.key_or_group for o in parser.parse_overrides(params + list(args.overrides)) if o.is_sweep_override()}
+        swept = {o.key_or_group for o in every if o.is_sweep_override()}
         composed: dict[tuple, DictConfig] = {}
         for n, job in enumerate(jobs):
             parsed = parser.parse_overrides(job_lines(job))
