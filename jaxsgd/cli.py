@@ -234,6 +234,7 @@ def _check_jobs(args, parser, overrides) -> tuple[str, int] | None:
             parsed = parser.parse_overrides(job_lines(job))
             structural = tuple(o.input_line for o in parsed if not plain(o))
             label = " ".join(o.input_line for o in parsed if o.key_or_group in swept)
+            label = f"job {n} of the sweep ({label})" if label else f"job {n} of the sweep"
             try:
                 if structural not in composed:
                     composed[structural] = compose("config", overrides=list(structural))
@@ -246,10 +247,10 @@ def _check_jobs(args, parser, overrides) -> tuple[str, int] | None:
                     cfg = compose("config", overrides=[o.input_line for o in parsed])
                 build(cfg)
             except ConfigError as exc:
-                return f"job {n} of the sweep ({label}): {exc} No job was run.", USAGE_ERROR
+                return f"{label}: {exc} No job was run.", USAGE_ERROR
             except Exception as exc:  # Hydra's own complaint (e.g. text for an integer), before any job runs
                 cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-                return f"job {n} of the sweep ({label}): {exc}{cause}".replace("\n", " "), HYDRA_ERROR
+                return f"{label}: {exc}{cause}".replace("\n", " "), HYDRA_ERROR
     return None
 
 

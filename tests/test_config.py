@@ -166,6 +166,7 @@ SWEEPS = {  # argv: None when every job builds, else (exit status, fragments of 
                                                                "delay.rate=-1.0 is invalid"]),
     ("--multirun", "variant=k_sync,k_async", "P=2,4", "K=3"): (2, ["job 0 of the sweep (variant=k_sync P=2)", "K=3 is invalid"]),
     ("--multirun", "P=4,abc"): (1, ["job 1 of the sweep (P=abc)", "could not be converted to Integer"]),
+    ("--multirun", "lr.eta=[0.05,0.1]", "P=0"): (2, ["job 0 of the sweep: P=0 is invalid"]),  # one job, nothing swept
     ("--multirun", "variant=k_sync,k_async", "P=4,8", "K=2", "lr.eta=[0.05,0.1]"): None,
     ("+experiment=race",): None,
     ("P=0",): None,  # not a sweep: the job itself refuses it before any compute
