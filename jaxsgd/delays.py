@@ -427,8 +427,8 @@ def speeds(spec, P: int) -> np.ndarray | None:
     """Per-worker speed factors s_i (worker i draws s_i * X), or None for homogeneous workers.
 
     `spec` is None, a named pattern ('homogeneous'; 'sqrt': s_i = sqrt(i), i = 1..P, the
-    fixed-computation model of Tyurin & Richtárik; 'linear': s_i = i; 'two_tier': the slower half
-    of the workers is 4x slower), or a sequence of P positive numbers.
+    fixed-computation model of Tyurin & Richtárik; 'linear': s_i = i; 'two_tier': workers i > P // 2
+    are 4x slower, the slower half, or ceil(P/2) of them for odd P), or a sequence of P positive numbers.
     """
     if spec is None or (isinstance(spec, str) and spec == "homogeneous"):
         return None

@@ -246,7 +246,9 @@ class Threshold(Rule):
 class Compensating(Rule):
     """The paper's rule: eta_{l,j} = min(C / ||w_j - w_tau||^2, eta_max), with eta = eta_max.
 
-    Fresh gradients (w_tau = w_j) get eta_max.
+    Fresh gradients (w_tau = w_j) get eta_max. It is applied as a weight min(C / (d^2 eta), 1) on the
+    base rate; with lr.schedule the whole rate follows the schedule, so at step j it is
+    min(C s_j / d^2, eta s_j) for the schedule's factor s_j = eta_j / eta.
     """
 
     C: Number | tuple = 0.01
