@@ -26,6 +26,7 @@ from jaxsgd.problems import (
     solver,
 )
 from jaxsgd.problems.datasets import synthetic_classification
+from jaxsgd.problems.noisy_quadratic import UNROLL_K
 
 
 @pytest.fixture(autouse=True)
@@ -419,3 +420,24 @@ def test_padded_quadratic_is_the_quadratic_on_its_own_coordinates():
     assert np.all(np.asarray(g[:10]) != 0)
     with pytest.raises(ConfigError, match="width"):
         base.padded(8)
+
+
+@pytest.mark.parametrize("K", [3, UNROLL_K, UNROLL_K + 1])
+def test_noisy_quadratic_weighted_grad_for_any_K(K):
+    # K <= UNROLL_K sums the points in an unrolled loop, more K through a product: both are
+    # data * sum_l a_l w_l + sqrt(sum_l a_l^2 sigma2 / m) sqrt(data) eps, the product at full precision
+    prob = NoisyQuadratic(dim=20, sigma2=3.0)
+    data = prob.data()
+    rng = np.random.default_rng(K)
+    points = rng.normal(size=(K, 20)).astype(np.float32)
+    weights = rng.uniform(0.5, 1.5, size=K).astype(np.float32)
+    key = jax.random.key(K)
+    got = np.asarray(prob.weighted_grad(data, jnp.asarray(points), jnp.asarray(weights), key, 4), np.float64)
+    eps = np.asarray(jax.random.normal(key, (20,), jnp.float32), np.float64)
+    h, a, p = np.asarray(data, np.float64), weights.astype(np.float64), points.astype(np.float64)
+    want = h * (a @ p) + np.sqrt(np.sum(a**2) * 3.0 / 4) * np.sqrt(h) * eps
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+    jaxpr = jax.make_jaxpr(lambda pt, wt: prob.weighted_grad(data, pt, wt, key, 4))(jnp.asarray(points), jnp.asarray(weights))
+    precisions = _dot_precisions(jaxpr.jaxpr)
+    assert len(precisions) == (1 if K > UNROLL_K else 0)
+    assert all(p == (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST) for p in precisions), precisions
