@@ -99,9 +99,9 @@ def _values(override) -> list[str] | None:
     return [override.get_value_element_as_str()]
 
 
-def preflight(argv: Sequence[str]) -> str | None:
-    """The message for the first override that names an unknown group option or an unknown key, with close
-    suggestions; None when every one is known, or when the command line does not parse (Hydra says why)."""
+def _command_line(argv: Sequence[str]):
+    """(Hydra's parsed arguments, an overrides parser, the parsed overrides) of a command line that runs
+    jobs; None for --help and the like, or when it does not parse (Hydra says why)."""
     try:
         from hydra._internal.utils import get_args_parser
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -109,9 +109,19 @@ def preflight(argv: Sequence[str]) -> str | None:
         args = get_args_parser().parse_args(list(argv))
         if args.help or args.hydra_help or args.shell_completion or args.info:
             return None
-        overrides = OverridesParser.create().parse_overrides(args.overrides)
+        parser = OverridesParser.create()
+        return args, parser, parser.parse_overrides(args.overrides)
     except (Exception, SystemExit):  # Hydra reports what it cannot parse
         return None
+
+
+def preflight(argv: Sequence[str]) -> str | None:
+    """The message for the first override that names an unknown group option or an unknown key, with close
+    suggestions; None when every one is known, or when the command line does not parse (Hydra says why)."""
+    parsed = _command_line(argv)
+    if parsed is None:
+        return None
+    args, _, overrides = parsed
 
     params = _group_params()
     groups = {**{g: set(o) for g, o in params.items()}, "experiment": _yaml_options("experiment", args.config_dir)}
@@ -172,17 +182,11 @@ def check_sweep(argv: Sequence[str]) -> tuple[str, int] | None:
     surface only after nine had run. Here every job's config is composed and built (`config.build`, no
     compute) first. Composing is slow (~0.2 s), so jobs that differ only in plain KEY=VALUE overrides
     share one composition and get their values set as Hydra sets them (OmegaConf.update, merge)."""
-    try:
-        from hydra._internal.utils import get_args_parser
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        args = get_args_parser().parse_args(list(argv))
-        if (args.help or args.hydra_help or args.shell_completion or args.info or args.cfg or args.config_dir
-                or args.config_path or args.config_name):
-            return None
-        parser = OverridesParser.create()
-        overrides = parser.parse_overrides(args.overrides)
-    except (Exception, SystemExit):  # Hydra reports what it cannot parse
+    parsed = _command_line(argv)
+    if parsed is None:
+        return None
+    args, parser, overrides = parsed
+    if args.cfg or args.config_dir or args.config_path or args.config_name:  # not jaxsgd's own config as is
         return None
     # without --multirun only a preset (experiment, a nested group) or hydra.mode makes a sweep: a single
     # run skips composing here (its job is checked as it starts)
